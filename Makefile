@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine:
+#   make demo   - create .venv, install analogize, run `analogize demo`
+#   make test   - create/update .venv, install analogize with test extras, run pytest
+#
+# torch is installed first and pinned, so the package's own `torch>=2.3` requirement is already
+# met and pip never swaps in a multi-GB CUDA build. On this project's machines torch==2.13.0 is the
+# CPU build on local disk. Elsewhere, point pip at a CPU wheel index through TORCH_PIP_ARGS
+# (for example TORCH_PIP_ARGS="--index-url <your CPU wheel index>").
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)" $(TORCH_PIP_ARGS)
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/analogize demo --out demo-output
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	bash benchmarks/fetch_photos.sh
+	$(BIN)/analogize bench --methods identity,colormap,pix2pix --shots 20 --out bench-output
+
+clean:
+	rm -rf $(VENV) demo-output bench-output
