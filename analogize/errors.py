@@ -1,0 +1,10 @@
+"""The one exception type users see.
+
+Every check on user input raises `AnalogizeError` with a single-line message that names the
+offending file and says how to fix it; the CLI prints that line and exits with status 2 instead
+of showing a traceback.
+"""
+
+
+class AnalogizeError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
