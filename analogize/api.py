@@ -1,0 +1,31 @@
+"""The Python entry points behind the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .methods import REGISTRY, get_method
+from .methods.base import Edit, Method
+from .pairs import PairSet
+
+
+def methods() -> dict[str, Method]:
+    """Registered methods by name."""
+    return dict(REGISTRY)
+
+
+def learn(
+    pairs: PairSet,
+    method: str = "colormap",
+    preset: str | None = None,
+    *,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    **settings: Any,
+) -> Edit:
+    """Learn an edit from `pairs` with a registered method, a preset and any config overrides."""
+    chosen = get_method(method)
+    config = chosen.make_config(preset, **settings)
+    return chosen.learn(pairs, config, run_dir=run_dir, resume=resume, progress=progress)

@@ -1,0 +1,23 @@
+"""The method registry: name -> Method. `analogize methods` prints it."""
+
+from __future__ import annotations
+
+from ..errors import AnalogizeError
+from .base import Edit, Method, MethodConfig
+from .colormap import ColorMap
+from .identity import Identity
+from .pix2pix import Pix2Pix
+
+REGISTRY: dict[str, Method] = {method.name: method for method in (Identity(), ColorMap(), Pix2Pix())}
+
+
+def get_method(name: str, source: str = "--method") -> Method:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise AnalogizeError(
+            f"{source}: unknown method {name!r}; choose one of {', '.join(REGISTRY)} (see `analogize methods`)"
+        ) from None
+
+
+__all__ = ["Edit", "Method", "MethodConfig", "REGISTRY", "get_method"]

@@ -1,0 +1,180 @@
+"""The two shapes every method takes: a `Method` that learns, and an `Edit` that applies.
+
+Callers (CLI, web app, benchmark, tests) see only this surface, so each of them is written once:
+
+    method = get_method("colormap")
+    config = method.make_config(preset="cpu", seed=3)
+    edit = method.learn(pairs, config)          # training-free methods build the Edit directly
+    out = edit.apply(photo, strength=0.8)       # (H, W, 3) float32 in [0, 1] -> same shape
+
+A method's configuration is a dataclass whose fields carry documented defaults; named presets
+override some of them. The resolved config travels inside the edit file.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import AnalogizeError
+from ..images import resize
+from ..pairs import PairSet
+
+
+@dataclass
+class MethodConfig:
+    """Fields shared by every method's config."""
+
+    seed: int = 0
+    """Seed for every random choice made while learning (crops, init, noise)."""
+
+
+@dataclass
+class Provenance:
+    """How an edit was made; stored next to its weights."""
+
+    pairs: int
+    steps: int
+    seed: int
+    seconds: float
+
+
+class Edit(abc.ABC):
+    """A learned (or exemplar-built) edit. Subclasses implement `edit` and the state round-trip."""
+
+    method: ClassVar[str]
+
+    def __init__(self, config: MethodConfig):
+        self.config = config
+        self.provenance: Provenance | None = None
+
+    @abc.abstractmethod
+    def edit(self, image: np.ndarray, *, seed: int) -> np.ndarray:
+        """The full-strength edit of an (H, W, 3) image, returned at the same size."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor needed to rebuild this edit together with its config."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_state_dict(cls, tensors: dict[str, torch.Tensor], config: MethodConfig) -> "Edit":
+        ...
+
+    def apply(
+        self,
+        image: np.ndarray,
+        *,
+        strength: float = 1.0,
+        strength_map: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Apply the edit with an overall `strength`, an optional per-pixel `strength_map` and an
+        optional `mask` (white = may change). Maps of any size are resized to the image."""
+        check_apply_inputs(image, strength)
+        weight = strength_weight(image.shape[:2], strength, strength_map, mask)
+        if not weight.any():
+            return image.copy()
+        edited = self.edit(image, seed=seed)
+        return blend(image, edited, weight)
+
+
+def check_apply_inputs(image: np.ndarray, strength: float) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
+        raise AnalogizeError(
+            f"apply expects a float32 (H, W, 3) image in [0, 1], got {image.dtype} {image.shape}; "
+            "load photos with analogize.images.load_image"
+        )
+    if not 0.0 <= strength <= 2.0:
+        raise AnalogizeError(f"strength {strength} is outside [0, 2]; 1 is the learned edit")
+
+
+def strength_weight(
+    size: tuple[int, int],
+    strength: float,
+    strength_map: np.ndarray | None,
+    mask: np.ndarray | None,
+) -> np.ndarray:
+    """Per-pixel weight (H, W, 1) = strength × map × mask, each map resized to the image."""
+    height, width = size
+    weight = np.full((height, width, 1), strength, dtype=np.float32)
+    for extra in (strength_map, mask):
+        if extra is not None:
+            grey = extra.mean(axis=2, keepdims=True) if extra.ndim == 3 else extra[..., None]
+            weight *= resize(grey.astype(np.float32), (width, height))
+    return weight
+
+
+def blend(image: np.ndarray, edited: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The documented blend for methods that edit in pixel space: x + w·(f(x) − x).
+    Weights above 1 extrapolate the edit, so the result is clipped back into [0, 1]."""
+    return np.clip(image + weight * (edited - image), 0.0, 1.0).astype(np.float32)
+
+
+class Method(abc.ABC):
+    """A way of learning an edit from pairs. One instance per registered name."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    needs: ClassVar[str] = "nothing: runs on this CPU with no downloaded weights"
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    edit_class: ClassVar[type[Edit]]
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    default_preset: ClassVar[str | None] = None
+
+    def make_config(self, preset: str | None = None, **overrides: Any) -> MethodConfig:
+        """Defaults, then the named preset (or the method's default preset), then `overrides`
+        (None values are ignored so CLI flags can be passed straight through)."""
+        preset = preset or self.default_preset
+        values: dict[str, Any] = {}
+        if preset is not None:
+            if preset not in self.presets:
+                raise AnalogizeError(
+                    f"method {self.name!r} has no preset {preset!r}; choose one of "
+                    f"{', '.join(sorted(self.presets)) or '(none)'}"
+                )
+            values.update(self.presets[preset])
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return config_from_dict(self.config_class, values, source=f"method {self.name!r}")
+
+    def learn(
+        self,
+        pairs: PairSet,
+        config: MethodConfig,
+        *,
+        run_dir: Path | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> Edit:
+        """Learn an edit from `pairs` and record how it was made."""
+        started = time.perf_counter()
+        edit, steps = self.fit(pairs, config, run_dir=run_dir, resume=resume, progress=progress)
+        edit.provenance = Provenance(
+            pairs=len(pairs), steps=steps, seed=config.seed, seconds=round(time.perf_counter() - started, 3)
+        )
+        return edit
+
+    @abc.abstractmethod
+    def fit(
+        self, pairs: PairSet, config: MethodConfig, *, run_dir: Path | None, resume: bool, progress: bool
+    ) -> tuple[Edit, int]:
+        """Build the edit and return it with the number of training steps taken. Methods that
+        train keep checkpoints under `run_dir` and, with `resume`, continue from the newest one."""
+
+
+def config_from_dict(config_class: type[MethodConfig], values: dict[str, Any], source: str) -> MethodConfig:
+    known = {field.name for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise AnalogizeError(
+            f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return config_class(**values)
