@@ -1,0 +1,351 @@
+"""The one training loop every trainable method uses.
+
+A method describes what to train as a `TrainingTask` (its modules, their optimizers, how to draw a
+batch and how to learn from it); `run_training` does the rest, the same way on one CPU, several
+GPUs or several nodes (start the script with `accelerate launch` for the latter two):
+
+- seeding: torch, numpy and Python are seeded from `LoopSettings.seed` (offset by the process index,
+  so each GPU draws its own dropout noise);
+- data: the batch of step s is drawn from `np.random.default_rng([seed, s, process_index])`, a pure
+  function of the step, so a resumed run sees exactly the batches an uninterrupted run would;
+- checkpoints: `run_dir/checkpoints/step-000123/` holds accelerate's `save_state` (weights as
+  safetensors; optimizer, gradient-scaler and RNG state), one `ema-NAME.safetensors` per averaged
+  module and `state.json` (step and fingerprint). Each is written into a hidden staging folder and
+  renamed into place, so a crash never leaves half a checkpoint; only the newest few are kept;
+- resume: continue from the newest checkpoint. A run resumed on the same machine with the same
+  number of processes ends with exactly the weights of an uninterrupted run (on the main process,
+  whose weights are the ones kept; other processes may differ in BatchNorm statistics). Resuming where no
+  checkpoint exists starts from step 0 with a logged warning, so a command line with `--resume`
+  can always be re-run as is. A checkpoint whose fingerprint (model shape, data, seed) differs
+  from this run is refused with an `AnalogizeError`; the step count may differ;
+- EMA: an exponential moving average of chosen modules (`torch.optim.swa_utils.AveragedModel`);
+- log: `run_dir/losses.csv` has one row per step (step, each loss, seconds the step took);
+- progress: a tqdm bar, shown only when asked for, on the main process, and when stderr is a
+  terminal.
+
+With `run_dir=None` (the benchmark, quick experiments) nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import send_to_device, set_seed
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from .errors import AnalogizeError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS_FOLDER = "checkpoints"
+STATE_FILE = "state.json"
+LOSS_LOG = "losses.csv"
+CHECKPOINT_NAME = re.compile(r"step-(\d+)")
+MIXED_PRECISION_MODES = ("no", "bf16", "fp16")
+
+
+@dataclass
+class LoopSettings:
+    """How long to train and what to keep along the way."""
+
+    steps: int
+    """Total optimisation steps. A resumed run continues up to this count."""
+    seed: int = 0
+    """Seeds model-independent randomness (torch, numpy, Python) and every batch."""
+    checkpoint_every: int = 500
+    """Write a checkpoint every this many steps, and always after the last; 0 = only after the last."""
+    keep_checkpoints: int = 3
+    """How many of the newest checkpoints to keep; older ones are deleted."""
+    ema_decay: float | None = None
+    """Decay of the exponential moving average of `ema_modules` (e.g. 0.999); None = no average."""
+    ema_modules: tuple[str, ...] = ()
+    """Names (keys of `TrainingTask.modules`) of the modules to average."""
+    mixed_precision: str = "no"
+    """"no", "bf16" or "fp16" (fp16 needs a GPU); handled by accelerate's autocast and scaler."""
+    progress: bool = True
+    """Show a progress bar (only ever on the main process, and only when stderr is a terminal)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise AnalogizeError(f"steps is {self.steps}; give a step count of 0 or more")
+        if self.seed < 0:
+            raise AnalogizeError(f"seed is {self.seed}; give a seed of 0 or more")
+        if self.checkpoint_every < 0 or self.keep_checkpoints < 1:
+            raise AnalogizeError(
+                f"checkpoint_every={self.checkpoint_every}, keep_checkpoints={self.keep_checkpoints}; "
+                "give checkpoint_every >= 0 and keep_checkpoints >= 1"
+            )
+        if self.ema_modules and self.ema_decay is None:
+            raise AnalogizeError(f"ema_modules {self.ema_modules} given without ema_decay; set ema_decay (e.g. 0.999)")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise AnalogizeError(f"ema_decay is {self.ema_decay}; give a value in [0, 1), e.g. 0.999")
+        if self.mixed_precision not in MIXED_PRECISION_MODES:
+            raise AnalogizeError(
+                f"mixed_precision {self.mixed_precision!r} is unknown; choose one of {', '.join(MIXED_PRECISION_MODES)}"
+            )
+
+
+class TrainingTask(Protocol):
+    """What a method hands to `run_training`.
+
+    For the duration of `run_training` the entries of `modules` and `optimizers` are replaced by
+    the accelerate-prepared versions (moved to the device, wrapped for distributed training and
+    mixed precision), so `training_step` must reach them through these dicts. Afterwards
+    `modules` holds the plain, trained modules again.
+    """
+
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    fingerprint: dict[str, Any]
+    """JSON-able settings a checkpoint must match to be resumed (model sizes, data, ...)."""
+
+    def batch(self, rng: np.random.Generator) -> Any:
+        """One batch (tensors, or tuples/dicts of them) drawn from `rng` alone."""
+
+    def training_step(self, batch: Any, accelerator: Accelerator) -> dict[str, float]:
+        """Learn from `batch` (already on the device): zero the gradients, `accelerator.backward`,
+        step the optimizers. Return each loss as a float for the log and the progress bar."""
+
+
+@dataclass
+class TrainingResult:
+    steps: int
+    """The step count the modules have reached (including steps before a resume)."""
+    losses: list[dict[str, float]]
+    """One entry per step run by this call: "step" and each loss."""
+    ema: dict[str, nn.Module]
+    """The averaged copy of each module named in `LoopSettings.ema_modules`."""
+
+
+def run_training(
+    task: TrainingTask,
+    settings: LoopSettings,
+    *,
+    run_dir: Path | None = None,
+    resume: bool = False,
+) -> TrainingResult:
+    """Train `task` for `settings.steps` steps, checkpointing under `run_dir` if one is given."""
+    if resume and run_dir is None:
+        raise AnalogizeError("resume needs the run folder whose checkpoints to continue; give run_dir")
+    missing = sorted(set(settings.ema_modules) - set(task.modules))
+    if missing:
+        raise AnalogizeError(f"ema_modules names {', '.join(missing)}, not one of {', '.join(task.modules)}")
+    fingerprint = {
+        **task.fingerprint,
+        "seed": settings.seed,
+        "ema_decay": settings.ema_decay,
+        "ema_modules": list(settings.ema_modules),
+    }
+    checkpoints = run_dir / CHECKPOINTS_FOLDER if run_dir is not None else None
+    resume_from = None
+    if checkpoints is not None:
+        if resume:
+            resume_from = checkpoint_to_resume(checkpoints, fingerprint, settings.steps)
+        elif newest_checkpoint(checkpoints) is not None:
+            raise AnalogizeError(
+                f"{run_dir}: holds checkpoints of an earlier run; continue it with --resume, or delete that folder to start over"
+            )
+
+    accelerator = make_accelerator(settings.mixed_precision)
+    set_seed(settings.seed, device_specific=True)
+    # Averaged copies are made before `prepare`, which may patch `forward` for mixed precision.
+    ema = {
+        name: AveragedModel(
+            task.modules[name],
+            device=accelerator.device,
+            multi_avg_fn=get_ema_multi_avg_fn(settings.ema_decay),
+            use_buffers=True,
+        )
+        for name in settings.ema_modules
+    }
+    plain_optimizers = dict(task.optimizers)
+    prepare_for_training(accelerator, task)
+    start = load_checkpoint(accelerator, resume_from, ema) if resume_from is not None else 0
+
+    log = LossLog(run_dir / LOSS_LOG, start) if run_dir is not None and accelerator.is_main_process else None
+    show_progress = settings.progress and accelerator.is_main_process and sys.stderr.isatty()
+    bar = tqdm(total=settings.steps, initial=start, desc="training", unit="step", disable=not show_progress)
+
+    history: list[dict[str, float]] = []
+    try:
+        for step in range(start + 1, settings.steps + 1):
+            started = time.perf_counter()
+            rng = np.random.default_rng([settings.seed, step, accelerator.process_index])
+            batch = send_to_device(task.batch(rng), accelerator.device)
+            losses = task.training_step(batch, accelerator)
+            for name, averaged in ema.items():
+                averaged.update_parameters(accelerator.unwrap_model(task.modules[name]))
+            history.append({"step": step, **losses})
+            if log is not None:
+                log.write({"step": step, **losses, "seconds": round(time.perf_counter() - started, 4)})
+            if checkpoints is not None and (step == settings.steps or (
+                settings.checkpoint_every and step % settings.checkpoint_every == 0
+            )):
+                save_checkpoint(accelerator, checkpoints, step, fingerprint, ema, settings.keep_checkpoints)
+            bar.set_postfix({name: f"{value:.4g}" for name, value in losses.items()}, refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+        accelerator.wait_for_everyone()
+        task.modules = {
+            name: accelerator.unwrap_model(module, keep_fp32_wrapper=False) for name, module in task.modules.items()
+        }
+        task.optimizers = plain_optimizers
+    return TrainingResult(
+        steps=settings.steps,
+        losses=history,
+        ema={name: averaged.module for name, averaged in ema.items()},
+    )
+
+
+def make_accelerator(mixed_precision: str) -> Accelerator:
+    """accelerate keeps one process-wide state that refuses a second mixed-precision mode, but one
+    process may train several methods in turn (the benchmark). A different mode resets that state;
+    the distributed set-up (accelerate's PartialState) is kept."""
+    if AcceleratorState._shared_state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision)
+
+
+def prepare_for_training(accelerator: Accelerator, task: TrainingTask) -> None:
+    """Swap the task's modules and optimizers for their accelerate-prepared versions."""
+    module_names, optimizer_names = list(task.modules), list(task.optimizers)
+    objects = [*task.modules.values(), *task.optimizers.values()]
+    prepared = accelerator.prepare(*objects)
+    if len(objects) == 1:
+        prepared = (prepared,)
+    task.modules = dict(zip(module_names, prepared[: len(module_names)]))
+    task.optimizers = dict(zip(optimizer_names, prepared[len(module_names) :]))
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    checkpoints: Path,
+    step: int,
+    fingerprint: dict[str, Any],
+    ema: dict[str, AveragedModel],
+    keep: int,
+) -> Path:
+    """Write `checkpoints/step-NNNNNN` atomically and delete all but the newest `keep`.
+
+    Every process calls this: accelerate writes each process's RNG state into the staging folder
+    beside the weights the main process writes; only the main process renames and prunes."""
+    final = checkpoints / f"step-{step:06d}"
+    staging = checkpoints / f".{final.name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run that crashed mid-save
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging), safe_serialization=True)
+    if accelerator.is_main_process:
+        for name, averaged in ema.items():
+            tensors = {key: value.detach().cpu().contiguous() for key, value in averaged.state_dict().items()}
+            save_file(tensors, staging / f"ema-{name}.safetensors")
+        (staging / STATE_FILE).write_text(json.dumps({"step": step, "fingerprint": fingerprint}, indent=2))
+        os.replace(staging, final)
+        for old in sorted(checkpoint_folders(checkpoints), key=checkpoint_step)[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def checkpoint_to_resume(checkpoints: Path, fingerprint: dict[str, Any], steps: int) -> Path | None:
+    """The newest checkpoint, checked against this run; None (with a warning) when there is none."""
+    checkpoint = newest_checkpoint(checkpoints)
+    if checkpoint is None:
+        logger.warning("%s: no checkpoint to resume from; training from step 0", checkpoints)
+        return None
+    saved = json.loads((checkpoint / STATE_FILE).read_text())
+    # Compare through JSON so tuples and lists read the same.
+    current = json.loads(json.dumps(fingerprint))
+    differences = [
+        f"{key}={saved['fingerprint'].get(key)!r} there but {current.get(key)!r} now"
+        for key in sorted(set(saved["fingerprint"]) | set(current))
+        if saved["fingerprint"].get(key) != current.get(key)
+    ]
+    if differences:
+        raise AnalogizeError(
+            f"{checkpoint}: was made with other settings ({'; '.join(differences)}); "
+            "resume with the same settings or start a new run folder"
+        )
+    if saved["step"] > steps:
+        raise AnalogizeError(
+            f"{checkpoint}: is already at step {saved['step']}, past the {steps} steps asked for; "
+            f"ask for at least {saved['step']} steps or start a new run folder"
+        )
+    return checkpoint
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path, ema: dict[str, AveragedModel]) -> int:
+    """Load `checkpoint` into the prepared modules, optimizers, RNGs and averages; return its step."""
+    accelerator.load_state(str(checkpoint))
+    for name, averaged in ema.items():
+        averaged.load_state_dict(load_file(checkpoint / f"ema-{name}.safetensors"))  # copied onto the device
+    logger.info("resumed from %s", checkpoint)
+    return json.loads((checkpoint / STATE_FILE).read_text())["step"]
+
+
+def checkpoint_folders(checkpoints: Path) -> list[Path]:
+    """Finished checkpoints (staging folders start with a dot and do not match)."""
+    if not checkpoints.is_dir():
+        return []
+    return [path for path in checkpoints.iterdir() if path.is_dir() and CHECKPOINT_NAME.fullmatch(path.name)]
+
+
+def checkpoint_step(path: Path) -> int:
+    return int(CHECKPOINT_NAME.fullmatch(path.name).group(1))
+
+
+def newest_checkpoint(checkpoints: Path) -> Path | None:
+    return max(checkpoint_folders(checkpoints), key=checkpoint_step, default=None)
+
+
+class LossLog:
+    """`losses.csv`: one row per step. On resume, rows past the checkpoint's step (written by the
+    interrupted run after its last checkpoint) are dropped, so each step appears once."""
+
+    def __init__(self, path: Path, start_step: int):
+        kept: list[dict[str, str]] = []
+        fields: list[str] | None = None
+        if start_step > 0 and path.is_file():
+            with path.open(newline="") as existing:
+                reader = csv.DictReader(existing)
+                kept = [row for row in reader if int(row["step"]) <= start_step]
+                fields = list(reader.fieldnames or []) or None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("w", newline="")
+        self.writer: csv.DictWriter | None = None
+        if fields is not None:
+            self._start(fields, kept)
+
+    def _start(self, fields: list[str], rows: list[dict[str, Any]]) -> None:
+        self.writer = csv.DictWriter(self.file, fieldnames=fields)
+        self.writer.writeheader()
+        self.writer.writerows(rows)
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.writer is None:
+            self._start(list(row), [])
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
