@@ -1,0 +1,1 @@
+"""The built-in benchmark: real photos, procedural edits with exact ground truth, and the runner."""

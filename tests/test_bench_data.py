@@ -1,0 +1,171 @@
+"""The benchmark's data: the photo corpus, its split and crops, and the procedural edits.
+
+Only photos shipped in pip packages are used, so these tests need no `fetch_photos.sh` run.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analogize.bench import corpus
+from analogize.bench.corpus import Photo
+from analogize.bench.edits import EDITS, get_edit, make_pairs
+from analogize.errors import AnalogizeError
+from analogize.images import resize, save_image
+
+
+@pytest.fixture
+def package_photos_only(tmp_path, monkeypatch) -> Path:
+    """Point the photo folder at an empty directory, leaving only the pip-package photos."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    monkeypatch.setenv(corpus.PHOTOS_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    chelsea = next(p for p in corpus.photos() if p.name == "chelsea")
+    return resize(chelsea.load(), (96, 64))
+
+
+def fake_photos(groups: list[str]) -> list[Photo]:
+    return [Photo(f"photo{index}", group, Path("unused")) for index, group in enumerate(groups)]
+
+
+# --- corpus ---------------------------------------------------------------------------------
+
+
+def test_package_photos_are_found_sorted_and_load_as_rgb(package_photos_only):
+    photos = corpus.photos()
+    assert [p.name for p in photos] == sorted(corpus.PACKAGE_PHOTOS)
+    for p in photos:
+        image = p.load()
+        assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
+        assert min(image.shape[:2]) >= 256
+        assert 0.0 <= image.min() and image.max() <= 1.0
+        assert image.std() > 0.05, f"{p.name} looks blank"
+
+
+def test_photos_in_the_folder_join_the_corpus(package_photos_only):
+    grey = np.full((40, 50, 3), 0.5, dtype=np.float32)
+    for name in ("aero1", "aero3", "mine"):
+        save_image(grey, package_photos_only / f"{name}.png")
+    (package_photos_only / "notes.txt").write_text("not a photo")
+    by_name = {p.name: p for p in corpus.photos()}
+    assert set(by_name) == set(corpus.PACKAGE_PHOTOS) | {"aero1", "aero3", "mine"}
+    assert by_name["aero1"].group == by_name["aero3"].group
+    assert by_name["mine"].group == "mine"
+    assert by_name["mine"].load().shape == (40, 50, 3)
+
+
+def test_require_photos_names_the_fetch_command(package_photos_only):
+    available = len(corpus.PACKAGE_PHOTOS)
+    assert len(corpus.require_photos(available)) == available
+    with pytest.raises(AnalogizeError) as error:
+        corpus.require_photos(available + 1)
+    message = str(error.value)
+    assert "bash benchmarks/fetch_photos.sh" in message and "\n" not in message
+    assert str(package_photos_only) in message
+
+
+def test_split_is_disjoint_by_group_and_keeps_scenes_together():
+    groups = [f"scene{index}" for index in range(40)] + ["scene0", "scene1", "scene2"]
+    train, test = corpus.split(fake_photos(groups))
+    assert len(train) + len(test) == len(groups)
+    assert not {p.group for p in train} & {p.group for p in test}
+    assert 0.15 < len({p.group for p in test}) / 40 < 0.45
+
+
+def test_split_does_not_move_photos_when_the_corpus_changes():
+    photos = fake_photos([f"scene{index}" for index in range(40)])
+    _, test = corpus.split(photos)
+    assert corpus.split(photos) == corpus.split(photos)
+    subset = photos[::3]
+    _, sub_test = corpus.split(subset)
+    assert {p.name for p in sub_test} == {p.name for p in test} & {p.name for p in subset}
+
+
+def test_package_photos_alone_give_both_sides(package_photos_only):
+    train, test = corpus.split(corpus.photos())
+    assert train and test
+
+
+def test_split_refuses_an_empty_side():
+    with pytest.raises(AnalogizeError, match="fetch_photos.sh"):
+        corpus.split(fake_photos(["only-scene"]))
+
+
+def test_crops_have_the_right_size_and_repeat_with_the_seed(package_photos_only, tmp_path):
+    small = tmp_path / "small.png"  # smaller than the crop: must be enlarged, not fail
+    save_image(np.random.default_rng(0).random((20, 30, 3), dtype=np.float32), small)
+    photos = corpus.photos()[:2] + [Photo("small", "small", small)]
+    first = corpus.crops(photos, 12, 48, np.random.default_rng(7))
+    second = corpus.crops(photos, 12, 48, np.random.default_rng(7))
+    assert len(first) == 12
+    for crop, again in zip(first, second):
+        assert crop.shape == (48, 48, 3) and crop.dtype == np.float32
+        assert 0.0 <= crop.min() and crop.max() <= 1.0
+        np.testing.assert_array_equal(crop, again)
+    assert len({crop.tobytes() for crop in first}) == 12
+
+
+def test_crops_need_photos():
+    with pytest.raises(AnalogizeError, match="fetch_photos.sh"):
+        corpus.crops([], 1, 32, np.random.default_rng(0))
+
+
+# --- edits ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", EDITS)
+def test_edit_keeps_shape_range_and_is_deterministic(name, photo):
+    edit = EDITS[name]
+    out = edit(photo)
+    assert out.shape == photo.shape and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    np.testing.assert_array_equal(out, edit(photo.copy()))
+    assert np.abs(out - photo).mean() > 0.01, f"{name} barely changes a photo"
+    assert edit.kind in ("colour", "local", "spatial") and edit.description
+
+
+@pytest.mark.parametrize("name", EDITS)
+def test_edit_works_on_odd_sizes(name, photo):
+    odd = photo[:37, :53]
+    out = EDITS[name](odd)
+    assert out.shape == (37, 53, 3) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+@pytest.mark.parametrize("name", EDITS)
+def test_only_colour_edits_are_per_pixel_mappings(name, photo):
+    # Shuffling the pixels commutes with an edit exactly when it maps each colour on its own.
+    edit = EDITS[name]
+    order = np.random.default_rng(0).permutation(photo.shape[0] * photo.shape[1])
+    shuffle = lambda image: image.reshape(-1, 3)[order].reshape(photo.shape)  # noqa: E731
+    commutes = np.allclose(edit(shuffle(photo)), shuffle(edit(photo)), atol=1e-6)
+    assert commutes == (edit.kind == "colour")
+
+
+def test_vignette_uses_relative_coordinates():
+    grey = np.full((60, 80, 3), 0.6, dtype=np.float32)
+    small = get_edit("vignette")(grey)
+    large = get_edit("vignette")(np.repeat(np.repeat(grey, 3, axis=0), 3, axis=1))
+    assert small[0, 0].mean() < small[30, 40].mean() - 0.1  # darker corners
+    assert small[0, 40, 0] > small[-1, 40, 0]  # warmer at the top
+    np.testing.assert_allclose(resize(large, (80, 60)), small, atol=0.02)
+
+
+def test_make_pairs_applies_the_edit(photo):
+    images = [photo, photo[::-1].copy()]
+    pairs = make_pairs("tone", images)
+    assert len(pairs) == 2 and len(set(pairs.names)) == 2
+    for pair, image in zip(pairs, images):
+        np.testing.assert_array_equal(pair.before, image)
+        np.testing.assert_array_equal(pair.after, get_edit("tone")(image))
+
+
+def test_unknown_edit_lists_the_known_ones():
+    with pytest.raises(AnalogizeError, match="grade"):
+        make_pairs("no-such-edit", [np.zeros((8, 8, 3), np.float32)])
