@@ -1,0 +1,220 @@
+"""The `analogize` command. Its interface is a contract (see docs/cli.md and DESIGN.md).
+
+Every problem with the user's input ends the command with one line on stderr and exit status 2;
+no traceback. Long work shows a progress bar unless --quiet is given or stderr is not a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import AnalogizeError
+from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.progress = not args.quiet and sys.stderr.isatty()
+    try:
+        return args.handler(args) or 0
+    except AnalogizeError as error:
+        print(f"analogize: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("analogize: interrupted; `learn --resume` continues training from the last checkpoint",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="analogize",
+        description="Learn an image edit from before/after examples and apply it to new photos.",
+    )
+    parser.add_argument("--version", action="version", version=f"analogize {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse images larger than this many pixels (default %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    learn = commands.add_parser("learn", parents=[common], help="learn an edit from a folder of pairs")
+    learn.add_argument("pairs", type=Path, help="folder with before/ and after/ (or source/ and target/)")
+    learn.add_argument("-o", "--output", type=Path, required=True, help="edit file to write")
+    learn.add_argument("--method", default="colormap", help="learning method (see `analogize methods`)")
+    learn.add_argument("--preset", help="named settings of the method (see `analogize methods`)")
+    learn.add_argument("--steps", type=int, help="training steps (trainable methods)")
+    learn.add_argument("--seed", type=int, help="random seed (default 0)")
+    learn.add_argument("--resume", action="store_true",
+                       help="continue from the newest checkpoint in OUTPUT.run/")
+    learn.add_argument("--resize-pairs", action="store_true",
+                       help="resize after images whose size differs from their before image")
+    learn.set_defaults(handler=run_learn)
+
+    apply = commands.add_parser("apply", parents=[common], help="apply an edit to photos")
+    apply.add_argument("edit", type=Path, help="edit file from `analogize learn`")
+    apply.add_argument("images", type=Path, nargs="+", help="photos, or folders of photos")
+    apply.add_argument("-o", "--output", type=Path, required=True, help="folder for the results")
+    apply.add_argument("--strength", type=float, default=1.0, help="0 = unchanged, 1 = learned edit")
+    apply.add_argument("--strength-map", type=Path, help="greyscale image: per-pixel strength (white = full)")
+    apply.add_argument("--mask", type=Path, help="greyscale image: where the edit may act (white)")
+    apply.add_argument("--seed", type=int, default=0, help="random seed for stochastic methods")
+    apply.set_defaults(handler=run_apply)
+
+    evaluate = commands.add_parser("evaluate", parents=[common],
+                                   help="score an edit on pairs with known answers")
+    evaluate.add_argument("edit", type=Path)
+    evaluate.add_argument("pairs", type=Path)
+    evaluate.add_argument("--report", type=Path, help="report folder (default: EDIT-report/ beside the edit)")
+    evaluate.add_argument("--resize-pairs", action="store_true")
+    evaluate.set_defaults(handler=run_evaluate)
+
+    bench = commands.add_parser("bench", parents=[common], help="built-in benchmark on procedural edits")
+    bench.add_argument("--methods", default="identity,colormap,pix2pix")
+    bench.add_argument("--edits", default=None, help="comma-separated (default: all)")
+    bench.add_argument("--shots", type=int, default=20, help="training pairs per edit")
+    bench.add_argument("--size", type=int, default=128, help="crop size in pixels")
+    bench.add_argument("--test-images", type=int, default=12, help="held-out test crops per edit")
+    bench.add_argument("--preset", help="preset for every method that has it (default: each method's own)")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--out", type=Path, default=Path("bench-output"))
+    bench.set_defaults(handler=run_bench_command)
+
+    demo = commands.add_parser("demo", parents=[common], help="the whole pipeline on packaged photos")
+    demo.add_argument("--out", type=Path, default=Path("demo-output"))
+    demo.set_defaults(handler=run_demo_command)
+
+    methods = commands.add_parser("methods", help="list the methods and what each needs")
+    methods.set_defaults(handler=run_methods, quiet=True, max_pixels=DEFAULT_MAX_PIXELS)
+    return parser
+
+
+def run_learn(args: argparse.Namespace) -> int:
+    from .editfile import save_edit
+    from .methods import get_method
+    from .pairs import PairSet
+
+    method = get_method(args.method)
+    config = method.make_config(args.preset, steps=args.steps, seed=args.seed)
+    pairs = PairSet.from_folder(args.pairs, resize_mismatched=args.resize_pairs, max_pixels=args.max_pixels)
+    run_dir = args.output.with_name(args.output.name + ".run")
+    edit = method.learn(pairs, config, run_dir=run_dir, resume=args.resume, progress=args.progress)
+    save_edit(edit, args.output)
+    seconds = edit.provenance.seconds if edit.provenance else 0.0
+    print(f"learned {method.name} from {len(pairs)} pair(s) in {seconds:.1f} s -> {args.output}")
+    return 0
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .editfile import load_edit
+    from .images import load_image, save_image
+
+    edit = load_edit(args.edit)
+    inputs = expand_images(args.images)
+    strength_map = load_image(args.strength_map, args.max_pixels) if args.strength_map else None
+    mask = load_image(args.mask, args.max_pixels) if args.mask else None
+    failures = []
+    for path in tqdm(inputs, desc="applying", unit="image", disable=not args.progress):
+        try:
+            image = load_image(path, args.max_pixels)
+            result = edit.apply(image, strength=args.strength, strength_map=strength_map,
+                                mask=mask, seed=args.seed)
+            save_image(result, args.output / f"{path.stem}.png")
+        except AnalogizeError as error:
+            # One bad photo must not cost the rest of the batch.
+            print(f"analogize: error: {error}", file=sys.stderr)
+            failures.append(path)
+    done = len(inputs) - len(failures)
+    print(f"applied {edit.method} to {done} of {len(inputs)} image(s) -> {args.output}")
+    return EXIT_USER_ERROR if failures else 0
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Files as given, folders as their image files; refuses two inputs that share an output name."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise AnalogizeError(f"{path}: no such file or folder; check the path")
+    if not files:
+        raise AnalogizeError(f"{', '.join(map(str, paths))}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+    seen: dict[str, Path] = {}
+    for path in files:
+        if path.stem in seen:
+            raise AnalogizeError(
+                f"{path}: would write the same output {path.stem}.png as {seen[path.stem]}; rename one of them"
+            )
+        seen[path.stem] = path
+    return files
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .editfile import load_edit
+    from .evaluation import evaluate_edit
+    from .pairs import PairSet
+    from .report import SheetRow, contact_sheet, markdown_table, write_report
+
+    edit = load_edit(args.edit)
+    pairs = PairSet.from_folder(args.pairs, resize_mismatched=args.resize_pairs, max_pixels=args.max_pixels)
+    evaluation = evaluate_edit(edit, pairs, progress=args.progress)
+    header = ["pair", "PSNR dB", "SSIM", "DIoU"]
+    rows = [[score.name, score.psnr, score.ssim, score.diou] for score in evaluation.scores]
+    mean = evaluation.mean
+    rows.append(["mean", mean["psnr"], mean["ssim"], mean["diou"]])
+    sheet = contact_sheet(
+        ["before", "result", "expected after"],
+        [SheetRow(pair.name, [pair.before, result, pair.after]) for pair, result in zip(pairs, evaluation.results)],
+    )
+    report_dir = args.report or args.edit.with_name(args.edit.name + "-report")
+    page = write_report(report_dir, f"analogize evaluate: {args.edit.name} on {args.pairs}",
+                        evaluation.as_dict(), header, rows, {"contact_sheet": sheet})
+    print(markdown_table(header, rows))
+    print(f"report: {page}")
+    return 0
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    from .bench.edits import EDITS
+    from .bench.runner import run_bench
+
+    run_bench(
+        [name for name in args.methods.split(",") if name],
+        [name for name in args.edits.split(",") if name] if args.edits else list(EDITS),
+        shots=args.shots, size=args.size, test_images=args.test_images, preset=args.preset,
+        seed=args.seed, out_dir=args.out, progress=args.progress,
+    )
+    print(f"report: {args.out / 'index.html'}")
+    return 0
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from .bench.demo import run_demo
+
+    run_demo(args.out, progress=args.progress)
+    return 0
+
+
+def run_methods(args: argparse.Namespace) -> int:
+    from .methods import REGISTRY
+
+    for method in REGISTRY.values():
+        presets = ", ".join(method.presets) or "-"
+        print(f"{method.name:<12} {method.summary}")
+        print(f"{'':<12} needs: {method.needs}; presets: {presets}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

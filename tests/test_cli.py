@@ -1,0 +1,139 @@
+"""The `analogize` command end to end on small real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from analogize.cli import main
+from analogize.images import load_image, save_image
+from conftest import make_pair_folder
+
+
+def warm(image: np.ndarray) -> np.ndarray:
+    """A colour edit colormap can learn exactly: warmer and a little brighter."""
+    return np.clip(image * np.array([1.15, 1.0, 0.8], dtype=np.float32) + 0.03, 0, 1).astype(np.float32)
+
+
+@pytest.fixture
+def pair_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    images = {f"p{i}": rng.random((24, 32, 3), dtype=np.float32) for i in range(3)}
+    return make_pair_folder(tmp_path / "pairs", {name: (image, warm(image)) for name, image in images.items()})
+
+
+def run_cli(*args: str) -> int:
+    return main([str(arg) for arg in args])
+
+
+def test_methods_lists_every_registered_method(capsys):
+    assert run_cli("methods") == 0
+    out = capsys.readouterr().out
+    for name in ("identity", "colormap", "pix2pix"):
+        assert name in out
+
+
+def test_learn_apply_keeps_size_and_stem(tmp_path, pair_folder, capsys):
+    edit_path = tmp_path / "warm.edit"
+    assert run_cli("learn", pair_folder, "-o", edit_path, "--quiet") == 0
+    photo = np.random.default_rng(1).random((37, 53, 3), dtype=np.float32)
+    save_image(photo, tmp_path / "holiday.jpg")
+    assert run_cli("apply", edit_path, tmp_path / "holiday.jpg", "-o", tmp_path / "out", "--quiet") == 0
+    result = load_image(tmp_path / "out" / "holiday.png")
+    assert result.shape == (37, 53, 3)
+    original = load_image(tmp_path / "holiday.jpg")
+    assert np.abs(result - warm(original)).mean() < 0.03
+
+    assert run_cli("apply", edit_path, tmp_path / "holiday.jpg", "-o", tmp_path / "zero",
+                   "--strength", "0", "--quiet") == 0
+    assert np.abs(load_image(tmp_path / "zero" / "holiday.png") - original).max() <= 1 / 255 + 1e-6
+
+
+def test_apply_strength_map_limits_the_edit(tmp_path, pair_folder):
+    edit_path = tmp_path / "warm.edit"
+    run_cli("learn", pair_folder, "-o", edit_path, "--quiet")
+    photo = np.full((20, 40, 3), 0.5, dtype=np.float32)
+    save_image(photo, tmp_path / "grey.png")
+    strength_map = np.zeros((10, 20), dtype=np.uint8)
+    strength_map[:, 10:] = 255  # right half only; a smaller map is resized to the photo
+    Image.fromarray(strength_map, mode="L").save(tmp_path / "map.png")
+    assert run_cli("apply", edit_path, tmp_path / "grey.png", "-o", tmp_path / "out",
+                   "--strength-map", tmp_path / "map.png", "--quiet") == 0
+    result = load_image(tmp_path / "out" / "grey.png")
+    assert np.abs(result[:, :15] - 0.5).max() <= 1 / 255 + 1e-6
+    assert np.abs(result[:, 25:] - warm(photo)[:, 25:]).mean() < 0.03
+
+
+def test_apply_continues_past_a_bad_image_and_reports_it(tmp_path, pair_folder, capsys):
+    edit_path = tmp_path / "warm.edit"
+    run_cli("learn", pair_folder, "-o", edit_path, "--quiet")
+    save_image(np.zeros((8, 8, 3), np.float32), tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "broken.jpg").write_text("not a photo")
+    capsys.readouterr()
+    assert run_cli("apply", edit_path, tmp_path / "in", "-o", tmp_path / "out", "--quiet") == 2
+    captured = capsys.readouterr()
+    assert (tmp_path / "out" / "good.png").is_file()
+    error_lines = captured.err.strip().splitlines()
+    assert len(error_lines) == 1 and "broken.jpg" in error_lines[0]
+    assert "1 of 2" in captured.out
+
+
+def test_apply_refuses_inputs_sharing_an_output_name(tmp_path, pair_folder, capsys):
+    edit_path = tmp_path / "warm.edit"
+    run_cli("learn", pair_folder, "-o", edit_path, "--quiet")
+    for suffix in (".png", ".jpg"):
+        save_image(np.zeros((8, 8, 3), np.float32), tmp_path / f"same{suffix}")
+    assert run_cli("apply", edit_path, tmp_path / "same.png", tmp_path / "same.jpg", "-o", tmp_path / "out") == 2
+    assert "same.png" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_writes_a_report_folder(tmp_path, pair_folder, capsys):
+    edit_path = tmp_path / "warm.edit"
+    run_cli("learn", pair_folder, "-o", edit_path, "--quiet")
+    assert run_cli("evaluate", edit_path, pair_folder, "--report", tmp_path / "report", "--quiet") == 0
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["mean"]["psnr"] > 30
+    assert len(metrics["pairs"]) == 3
+    sheet = load_image(tmp_path / "report" / "contact_sheet.png")
+    assert sheet.shape[0] > 3 * 24 and sheet.std() > 0.05  # three rows of real pictures
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "contact_sheet.png" in page and "PSNR" in page
+
+
+@pytest.mark.parametrize(
+    "make_args, expected",
+    [
+        (lambda tmp: ["learn", tmp / "missing", "-o", tmp / "e.edit"], "missing"),
+        (lambda tmp: ["learn", tmp, "-o", tmp / "e.edit", "--method", "nope"], "unknown method"),
+        (lambda tmp: ["learn", tmp, "-o", tmp / "e.edit", "--preset", "huge"], "no preset"),
+        (lambda tmp: ["apply", tmp / "none.edit", tmp, "-o", tmp / "out"], "none.edit"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make_args, expected):
+    assert run_cli(*make_args(tmp_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0] and err[0].startswith("analogize: error:")
+
+
+def test_console_entry_point_prints_no_traceback(tmp_path):
+    (tmp_path / "text.edit").write_text("hello")
+    completed = subprocess.run(
+        [sys.executable, "-m", "analogize", "apply", str(tmp_path / "text.edit"), str(tmp_path), "-o",
+         str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert "text.edit" in completed.stderr
+
+
+def test_bench_without_enough_photos_says_how_to_fetch(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ANALOGIZE_PHOTOS", str(tmp_path / "no-photos"))
+    assert run_cli("bench", "--methods", "identity", "--out", tmp_path / "bench") == 2
+    assert "fetch_photos.sh" in capsys.readouterr().err
