@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from analogize.cli import main
@@ -137,3 +138,20 @@ def test_bench_without_enough_photos_says_how_to_fetch(tmp_path, monkeypatch, ca
     monkeypatch.setenv("ANALOGIZE_PHOTOS", str(tmp_path / "no-photos"))
     assert run_cli("bench", "--methods", "identity", "--out", tmp_path / "bench") == 2
     assert "fetch_photos.sh" in capsys.readouterr().err
+
+
+def test_learn_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path, pair_folder, capsys):
+    from analogize.editfile import load_edit
+
+    common = ["--method", "pix2pix", "--preset", "tiny", "--quiet"]
+    assert run_cli("learn", pair_folder, "-o", tmp_path / "whole.edit", "--steps", "8", *common) == 0
+    assert run_cli("learn", pair_folder, "-o", tmp_path / "split.edit", "--steps", "4", *common) == 0
+    capsys.readouterr()
+    # a fresh start over an existing run folder would silently discard it: refused
+    assert run_cli("learn", pair_folder, "-o", tmp_path / "split.edit", "--steps", "8", *common) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert run_cli("learn", pair_folder, "-o", tmp_path / "split.edit", "--steps", "8", "--resume", *common) == 0
+    whole, split = load_edit(tmp_path / "whole.edit"), load_edit(tmp_path / "split.edit")
+    assert split.provenance.steps == 8
+    for name, tensor in whole.state_dict().items():
+        assert torch.equal(tensor, split.state_dict()[name]), name
