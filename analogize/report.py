@@ -29,20 +29,23 @@ class SheetRow:
 
 def contact_sheet(columns: list[str], rows: list[SheetRow], tile: int = 192) -> np.ndarray:
     """A grid of images: one labelled column per entry of `columns`, one row per `SheetRow`.
-    Each image is fitted inside a tile×tile box so photos of any size line up."""
+    Each image is fitted inside a tile×tile box so photos of any size line up; a row is as tall
+    as its tallest picture, so landscape photos leave no empty bands."""
+    thumbnails = [[to_pil(fit_within(image, tile)) for image in row.images] for row in rows]
+    row_heights = [max((thumb.height for thumb in row), default=0) for row in thumbnails]
     width = GAP + len(columns) * (tile + GAP)
-    height = LABEL_HEIGHT + GAP + len(rows) * (tile + LABEL_HEIGHT + GAP)
+    height = LABEL_HEIGHT + GAP + sum(LABEL_HEIGHT + row_height + GAP for row_height in row_heights)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for column, title in enumerate(columns):
         draw.text((GAP + column * (tile + GAP), 3), title, fill=(0, 0, 0))
-    for row_index, row in enumerate(rows):
-        top = LABEL_HEIGHT + GAP + row_index * (tile + LABEL_HEIGHT + GAP)
+    top = LABEL_HEIGHT + GAP
+    for row, row_thumbnails, row_height in zip(rows, thumbnails, row_heights):
         draw.text((GAP, top), row.label, fill=(60, 60, 60))
-        for column, image in enumerate(row.images):
-            thumbnail = to_pil(fit_within(image, tile))
+        for column, thumbnail in enumerate(row_thumbnails):
             left = GAP + column * (tile + GAP) + (tile - thumbnail.width) // 2
             sheet.paste(thumbnail, (left, top + LABEL_HEIGHT))
+        top += LABEL_HEIGHT + row_height + GAP
     return np.asarray(sheet, dtype=np.float32) / 255.0
 
 

@@ -386,3 +386,13 @@ def test_fit_within_keeps_aspect_and_never_upscales(random_image):
     assert fit_within(wide, 150).shape == (50, 150, 3)
     assert fit_within(wide, 300) is wide
     assert fit_within(wide, 1000) is wide
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    from analogize.atomic import current_umask
+
+    path = save_image(np.zeros((4, 4, 3), np.float32), tmp_path / "shared.png")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~current_umask()
