@@ -1,4 +1,11 @@
-"""Score an edit against pairs with known answers; shared by `evaluate`, `bench` and `demo`."""
+"""Score an edit against pairs with known answers; shared by `evaluate`, `bench` and `demo`.
+
+DIoU is reported two ways. `mean["diou"]` averages the DIoU of each pair (changed pixels of
+before→result against before→expected), which stays meaningful for photos that are not aligned,
+such as the benchmark's random crops. `task_diou` is the few-shot paper's task-level form (IoU of
+the union over pairs of expected changes and of produced changes, pixel by pixel), meaningful for
+aligned data such as face crops; it needs every pair at one size and is None otherwise.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .methods.base import Edit
-from .metrics import diou, psnr, ssim
+from .metrics import diou, diou_over_pairs, psnr, ssim
 from .pairs import PairSet
 
 
@@ -26,6 +33,7 @@ class Evaluation:
     scores: list[PairScore]
     results: list[np.ndarray] = field(repr=False)
     apply_seconds_per_image: float
+    task_diou: float | None
 
     @property
     def mean(self) -> dict[str, float]:
@@ -37,6 +45,7 @@ class Evaluation:
     def as_dict(self) -> dict:
         return {
             "mean": self.mean,
+            "task_diou": self.task_diou,
             "apply_seconds_per_image": self.apply_seconds_per_image,
             "pairs": [score.__dict__ for score in self.scores],
         }
@@ -59,4 +68,10 @@ def evaluate_edit(edit: Edit, pairs: PairSet, *, seed: int = 0, progress: bool =
                 diou=diou(pair.before, result, pair.after),
             )
         )
-    return Evaluation(scores=scores, results=results, apply_seconds_per_image=apply_seconds / len(pairs))
+    one_size = len({pair.before.shape for pair in pairs}) == 1
+    task_diou = diou_over_pairs(
+        [(pair.before, pair.after) for pair in pairs],
+        [(pair.before, result) for pair, result in zip(pairs, results)],
+    ) if one_size else None
+    return Evaluation(scores=scores, results=results, apply_seconds_per_image=apply_seconds / len(pairs),
+                      task_diou=task_diou)

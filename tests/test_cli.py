@@ -100,6 +100,7 @@ def test_evaluate_writes_a_report_folder(tmp_path, pair_folder, capsys):
     assert run_cli("evaluate", edit_path, pair_folder, "--report", tmp_path / "report", "--quiet") == 0
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["mean"]["psnr"] > 30
+    assert metrics["task_diou"] > 0.9 and metrics["mean"]["diou"] > 0.9
     assert len(metrics["pairs"]) == 3
     sheet = load_image(tmp_path / "report" / "contact_sheet.png")
     assert sheet.shape[0] > 3 * 24 and sheet.std() > 0.05  # three rows of real pictures
@@ -155,3 +156,17 @@ def test_learn_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path, pai
     assert split.provenance.steps == 8
     for name, tensor in whole.state_dict().items():
         assert torch.equal(tensor, split.state_dict()[name]), name
+
+
+def test_task_diou_needs_pairs_of_one_size(tmp_path):
+    from analogize.evaluation import evaluate_edit
+    from analogize.methods.identity import IdentityEdit
+    from analogize.methods.base import MethodConfig
+    from analogize.pairs import Pair, PairSet
+
+    rng = np.random.default_rng(2)
+    small, large = rng.random((16, 16, 3), dtype=np.float32), rng.random((16, 24, 3), dtype=np.float32)
+    pairs = PairSet([Pair("small", small, warm(small)), Pair("large", large, warm(large))])
+    evaluation = evaluate_edit(IdentityEdit(MethodConfig()), pairs)
+    assert evaluation.task_diou is None
+    assert evaluation.mean["diou"] == 0.0  # identity changes nothing the edit changed
