@@ -102,6 +102,21 @@ class LoopSettings:
             )
 
 
+def loop_settings(config: Any, *, ema_module: str, progress: bool) -> LoopSettings:
+    """The loop settings of a trainable method's config, which carries `steps`, `seed`,
+    `checkpoint_every`, `ema_decay` and `mixed_precision`; `ema_module` is averaged when
+    `ema_decay` is set."""
+    return LoopSettings(
+        steps=config.steps,
+        seed=config.seed,
+        checkpoint_every=config.checkpoint_every,
+        ema_decay=config.ema_decay,
+        ema_modules=(ema_module,) if config.ema_decay is not None else (),
+        mixed_precision=config.mixed_precision,
+        progress=progress,
+    )
+
+
 class TrainingTask(Protocol):
     """What a method hands to `run_training`.
 

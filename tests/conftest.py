@@ -7,7 +7,8 @@
     warm_edit(image) -> image                   a known pixel-wise colour edit
     assert_clear_error(error, names, *fix_words) -> message
 
-plus `image` (one random image) and `pair_folder` (three pairs made with `warm_edit`).
+plus `image` (one random image) and `pair_folder` (three pairs made with `warm_edit`), and the
+plain function `inverted_pairs(size, grid)` for training tests.
 
 Images are written with Pillow directly, not with analogize's own `save_image`, so a bug in the
 code under test cannot hide itself in the fixtures.
@@ -20,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from analogize.images import resize
+from analogize.pairs import Pair, PairSet
 
 
 def random_image(height: int = 24, width: int = 32, seed: int = 0) -> np.ndarray:
@@ -54,6 +58,14 @@ def make_pair_folder(
         write_image(before, root / before_name / f"{name}{before_ext}")
         write_image(after, root / after_name / f"{name}{after_ext}")
     return root
+
+
+def inverted_pairs(size: int, grid: int, count: int = 2) -> PairSet:
+    """Pairs of smooth random colour fields (a `grid`×`grid` field resized to `size`) and their
+    inverses: structure a tiny trainable model can follow in a few dozen steps."""
+    fields = [np.random.default_rng(seed).random((grid, grid, 3)).astype(np.float32) for seed in range(count)]
+    befores = [resize(field, (size, size)) for field in fields]
+    return PairSet([Pair(f"pair{seed}", before, 1.0 - before) for seed, before in enumerate(befores)])
 
 
 def warm_edit(image: np.ndarray) -> np.ndarray:

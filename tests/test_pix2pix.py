@@ -8,21 +8,15 @@ import torch
 
 from analogize.editfile import load_edit, save_edit
 from analogize.errors import AnalogizeError
-from analogize.images import resize
 from analogize.methods import get_method
 from analogize.methods.pix2pix import Pix2PixConfig, Pix2PixEdit, UNetGenerator
-from analogize.pairs import Pair, PairSet
+from analogize.pairs import PairSet
+from conftest import inverted_pairs
 
 
-def smooth_image(seed: int, size: int = 48) -> np.ndarray:
-    """Smooth random colour fields: structure a small U-Net can follow in a few dozen steps."""
-    coarse = np.random.default_rng(seed).random((6, 6, 3)).astype(np.float32)
-    return resize(coarse, (size, size))
-
-
-@pytest.fixture(scope="module")
-def inverted_pairs() -> PairSet:
-    return PairSet([Pair(f"pair{seed}", smooth_image(seed), 1.0 - smooth_image(seed)) for seed in range(2)])
+@pytest.fixture(scope="module", name="inverted_pairs")
+def inverted_pairs_fixture() -> PairSet:
+    return inverted_pairs(size=48, grid=6)
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import AnalogizeError
 from ..pairs import Augmentation, PairSet, sample_crop_batch
-from ..training import LoopSettings, run_training
+from ..training import loop_settings, run_training
 from .base import Edit, Method, MethodConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -327,15 +327,7 @@ class Pix2Pix(Method):
     ) -> tuple[Edit, int]:
         set_seed(config.seed)  # the networks' initial weights
         task = Pix2PixTask(pairs, config)
-        settings = LoopSettings(
-            steps=config.steps,
-            seed=config.seed,
-            checkpoint_every=config.checkpoint_every,
-            ema_decay=config.ema_decay,
-            ema_modules=("generator",) if config.ema_decay is not None else (),
-            mixed_precision=config.mixed_precision,
-            progress=progress,
-        )
+        settings = loop_settings(config, ema_module="generator", progress=progress)
         result = run_training(task, settings, run_dir=run_dir, resume=resume)
         generator = result.ema.get("generator", task.modules["generator"])
         return Pix2PixEdit(config, generator), result.steps
