@@ -5,10 +5,11 @@ from __future__ import annotations
 from ..errors import AnalogizeError
 from .base import Edit, Method, MethodConfig
 from .colormap import ColorMap
+from .fewshot import FewShot
 from .identity import Identity
 from .pix2pix import Pix2Pix
 
-REGISTRY: dict[str, Method] = {method.name: method for method in (Identity(), ColorMap(), Pix2Pix())}
+REGISTRY: dict[str, Method] = {method.name: method for method in (Identity(), ColorMap(), Pix2Pix(), FewShot())}
 
 
 def get_method(name: str, source: str = "--method") -> Method:

@@ -1,0 +1,186 @@
+"""The few-shot method, with the `tiny` preset (seconds on a CPU)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from analogize.editfile import load_edit, save_edit
+from analogize.errors import AnalogizeError
+from analogize.methods import get_method
+from analogize.methods.fewshot import FewShotEdit, reference_pairs
+from analogize.methods.fewshot import sample as sample_module
+from analogize.methods.fewshot.model import FewShotModel, transform, warp
+from analogize.methods.fewshot.train import compute_losses, draw_batch, pair_indices, train
+from analogize.pairs import Augmentation, PairSet
+from conftest import inverted_pairs
+
+ABLATIONS = ("n_to_n", "use_query", "use_flow_color", "vae_skips", "decoder_noise", "frequency_loss")
+
+
+@pytest.fixture(scope="module", name="inverted_pairs")
+def inverted_pairs_fixture() -> PairSet:
+    return inverted_pairs(size=40, grid=5)
+
+
+@pytest.fixture(scope="module")
+def trained(inverted_pairs) -> FewShotEdit:
+    method = get_method("fewshot")
+    return method.learn(inverted_pairs, method.make_config("tiny", seed=3), progress=False)
+
+
+def tiny_config(**overrides):
+    return get_method("fewshot").make_config("tiny", **overrides)
+
+
+def untrained_edit(pairs: PairSet, config) -> FewShotEdit:
+    torch.manual_seed(config.seed)
+    return FewShotEdit(config, FewShotModel(config), *reference_pairs(pairs, config))
+
+
+def mean_l1(edit: FewShotEdit, pairs: PairSet) -> float:
+    return float(np.mean([np.abs(edit.edit(pair.before, seed=0) - pair.after).mean() for pair in pairs]))
+
+
+def test_training_pass_has_the_expected_shapes_and_finite_losses(inverted_pairs):
+    config = tiny_config()
+    batch = draw_batch(inverted_pairs, config, np.random.default_rng(0), Augmentation())
+    outputs = FewShotModel(config)(batch["x_i"], batch["y_i"], batch["x_j"], batch["y_j"], batch["sigma"],
+                                   batch["noise"])
+    side, latent_side = config.crop_size, config.crop_size // config.latent_downsampling
+    assert outputs["edited"].shape == (config.batch_size, 3, side, side)
+    assert outputs["reconstructed"].shape == (config.batch_size, 3, side, side)
+    assert outputs["transformed_x_i"].shape == (config.batch_size, 3, side, side)
+    assert outputs["predicted"].shape == (config.batch_size, config.latent_channels, latent_side, latent_side)
+    losses = compute_losses(outputs, batch, config)
+    assert set(losses) == {"pixel", "latent", "frequency", "flow", "vae", "kl"}
+    for name, value in losses.items():
+        assert value.ndim == 0 and torch.isfinite(value), name
+
+
+@pytest.mark.parametrize("size", [32, 128])
+def test_identity_flow_returns_the_input_exactly(size):
+    image = torch.rand(2, 3, size, size)
+    assert torch.equal(warp(image, torch.zeros(2, 2, size, size)), image)
+    # Gain 1 and bias 0 too, from a lower-resolution [F, C] as M_x gives it.
+    assert torch.equal(transform(image, torch.zeros(2, 4, size // 4, size // 4)), image)
+
+
+def test_flow_of_one_pixel_shifts_the_image_by_one_pixel():
+    image = torch.rand(1, 3, 32, 32)
+    flow = torch.zeros(1, 2, 32, 32)
+    flow[:, 0] = 2.0 / 32  # one pixel to the right in grid_sample's [-1, 1] units
+    shifted = warp(image, flow)
+    torch.testing.assert_close(shifted[..., :-1], image[..., 1:], atol=1e-5, rtol=0)
+
+
+def test_n_to_n_sampler_draws_every_pair_of_pairs():
+    first, second = pair_indices(3, 400, np.random.default_rng(0), n_to_n=True)
+    assert set(zip(first.tolist(), second.tolist())) == {(i, j) for i in range(3) for j in range(3)}
+    first, second = pair_indices(3, 400, np.random.default_rng(0), n_to_n=False)
+    assert np.array_equal(first, second) and set(first.tolist()) == {0, 1, 2}
+
+
+def test_without_n_to_n_both_sides_are_the_same_crop(inverted_pairs):
+    batch = draw_batch(inverted_pairs, tiny_config(n_to_n=False, batch_size=4), np.random.default_rng(1),
+                       Augmentation(affine=True))
+    assert torch.equal(batch["x_i"], batch["x_j"]) and torch.equal(batch["y_i"], batch["y_j"])
+    batch = draw_batch(inverted_pairs, tiny_config(batch_size=4), np.random.default_rng(1), Augmentation())
+    assert not torch.equal(batch["x_i"], batch["x_j"])
+
+
+def test_training_lowers_the_loss_and_the_error_on_the_pairs(inverted_pairs, trained):
+    # A fresh run with the same settings: the last ten steps' mean loss against the first step's.
+    _, result = train(inverted_pairs, trained.config, run_dir=None, resume=False, progress=False)
+    pixel = [row["pixel"] for row in result.losses]
+    assert np.mean(pixel[-10:]) < 0.5 * pixel[0], pixel
+    before = mean_l1(untrained_edit(inverted_pairs, trained.config), inverted_pairs)
+    after = mean_l1(trained, inverted_pairs)
+    assert trained.provenance.steps == trained.config.steps
+    assert after < 0.5 * before, (before, after)
+
+
+def test_resumed_training_matches_an_uninterrupted_run(tmp_path, inverted_pairs, trained):
+    method = get_method("fewshot")
+    config = lambda steps: method.make_config("tiny", seed=3, steps=steps, checkpoint_every=10)  # noqa: E731
+    method.learn(inverted_pairs, config(20), run_dir=tmp_path, progress=False)
+    resumed = method.learn(inverted_pairs, config(trained.config.steps), run_dir=tmp_path, resume=True,
+                           progress=False)
+    for name, tensor in trained.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], tensor), name
+
+
+def test_output_has_the_input_size_at_odd_sizes(inverted_pairs, random_image):
+    edit = untrained_edit(inverted_pairs, tiny_config())
+    for height, width in ((37, 53), (5, 3), (80, 32)):
+        out = edit.apply(random_image(height, width, seed=height), seed=0)
+        assert out.shape == (height, width, 3)
+        assert out.dtype == np.float32
+        assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_tiles_blend_back_into_the_image_without_seams(monkeypatch, random_image):
+    # With a sampler that returns each tile unchanged, tiling and blending must give back the image.
+    monkeypatch.setattr(sample_module, "sample", lambda model, before, after, queries, **_: queries)
+    image = random_image(70, 101, seed=4)
+    out = sample_module.edit_image(None, torch.zeros(1), torch.zeros(1), image, tile=32, overlap=8, steps=1,
+                                   start_noise=0.5, seed=0, tiles_per_batch=5)
+    np.testing.assert_allclose(out, image, atol=1e-6)
+    starts = sample_module.tile_starts(101, 32, 8)
+    assert starts[0] == 0 and starts[-1] == 101 - 32
+    assert all(later - earlier <= 32 - 8 for earlier, later in zip(starts, starts[1:]))
+
+
+def test_edit_file_round_trip_gives_identical_output(tmp_path, trained, random_image):
+    loaded = load_edit(save_edit(trained, tmp_path / "inverse.edit"))
+    assert isinstance(loaded, FewShotEdit)
+    assert loaded.config == trained.config
+    photo = random_image(40, 56, seed=7)
+    np.testing.assert_array_equal(loaded.apply(photo, seed=2), trained.apply(photo, seed=2))
+
+
+def test_the_seed_makes_applying_reproducible(trained, random_image):
+    photo = random_image(32, 32, seed=3)
+    np.testing.assert_array_equal(trained.edit(photo, seed=1), trained.edit(photo, seed=1))
+    assert not np.array_equal(trained.edit(photo, seed=1), trained.edit(photo, seed=2))
+
+
+@pytest.mark.parametrize("switch", ABLATIONS)
+def test_each_ablation_builds_and_trains_a_step(inverted_pairs, switch):
+    config = tiny_config(steps=1, **{switch: False})
+    names = [name for name, _ in FewShotModel(config).named_parameters()]
+    assert any(".noise." in name for name in names) == config.decoder_noise
+    _, result = train(inverted_pairs, config, run_dir=None, resume=False, progress=False)
+    assert all(math.isfinite(value) for value in result.losses[0].values())
+
+
+@pytest.mark.parametrize("switches, changed", [
+    ({"use_flow_color": False}, "x_i"),  # x_i reaches M_y only through [F, C]
+    ({"use_flow_color": False, "use_query": False}, "x_j"),  # x_j through [F, C] and its latent
+])
+def test_ablations_cut_what_m_y_sees(inverted_pairs, switches, changed):
+    torch.manual_seed(0)
+    config = tiny_config(**switches)
+    model = FewShotModel(config)
+    # Non-zero [F, C] and prediction, which start at zero, so there is something to compare.
+    torch.nn.init.normal_(model.flow.to_flow_color.weight, std=0.05)
+    torch.nn.init.normal_(model.denoiser.final.project.weight)
+    batch = draw_batch(inverted_pairs, config, np.random.default_rng(0), Augmentation())
+    inputs = {name: batch[name] for name in ("x_i", "y_i", "x_j", "y_j", "sigma", "noise")}
+    first = model(**inputs)["predicted"]
+    second = model(**dict(inputs, **{changed: torch.rand_like(inputs[changed])}))["predicted"]
+    torch.testing.assert_close(first, second)
+    full = FewShotModel(tiny_config())
+    full.load_state_dict(model.state_dict())
+    assert not torch.allclose(full(**inputs)["predicted"],
+                              full(**dict(inputs, **{changed: torch.rand_like(inputs[changed])}))["predicted"])
+
+
+def test_settings_that_do_not_fit_together_are_refused():
+    with pytest.raises(AnalogizeError, match="not a multiple of latent_downsampling"):
+        tiny_config(crop_size=36)
+    with pytest.raises(AnalogizeError, match="ensemble_size 3 exceeds reference_count 2"):
+        tiny_config(ensemble_size=3)
