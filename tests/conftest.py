@@ -8,7 +8,8 @@
     assert_clear_error(error, names, *fix_words) -> message
 
 plus `image` (one random image) and `pair_folder` (three pairs made with `warm_edit`), and the
-plain function `inverted_pairs(size, grid)` for training tests.
+plain functions `inverted_pairs(size, grid)`, `learn_interrupted_then_resumed(...)` and
+`assert_same_weights(a, b)` for training tests.
 
 Images are written with Pillow directly, not with analogize's own `save_image`, so a bug in the
 code under test cannot hide itself in the fixtures.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from analogize.images import resize
@@ -66,6 +68,26 @@ def inverted_pairs(size: int, grid: int, count: int = 2) -> PairSet:
     fields = [np.random.default_rng(seed).random((grid, grid, 3)).astype(np.float32) for seed in range(count)]
     befores = [resize(field, (size, size)) for field in fields]
     return PairSet([Pair(f"pair{seed}", before, 1.0 - before) for seed, before in enumerate(befores)])
+
+
+def learn_interrupted_then_resumed(method_name: str, pairs: PairSet, run_dir: Path, *, seed: int, steps: int,
+                                   stopped_at: int = 20):
+    """Learn `stopped_at` steps of the tiny preset into `run_dir` (checkpoints every 10 steps),
+    then resume the same run up to `steps`; returns the resumed edit."""
+    from analogize.methods import get_method
+
+    method = get_method(method_name)
+    config = lambda total: method.make_config("tiny", seed=seed, steps=total, checkpoint_every=10)  # noqa: E731
+    method.learn(pairs, config(stopped_at), run_dir=run_dir, progress=False)
+    return method.learn(pairs, config(steps), run_dir=run_dir, resume=True, progress=False)
+
+
+def assert_same_weights(expected, actual) -> None:
+    """Two edits hold bit-identical tensors under the same names."""
+    actual_tensors = actual.state_dict()
+    assert set(actual_tensors) == set(expected.state_dict())
+    for name, tensor in expected.state_dict().items():
+        assert torch.equal(actual_tensors[name], tensor), name
 
 
 def warm_edit(image: np.ndarray) -> np.ndarray:

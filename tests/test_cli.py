@@ -8,12 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from analogize.cli import main
 from analogize.images import load_image, save_image
-from conftest import make_pair_folder
+from conftest import assert_same_weights, make_pair_folder
 
 
 def warm(image: np.ndarray) -> np.ndarray:
@@ -154,8 +153,7 @@ def test_learn_resumes_to_the_same_weights_as_an_uninterrupted_run(tmp_path, pai
     assert run_cli("learn", pair_folder, "-o", tmp_path / "split.edit", "--steps", "8", "--resume", *common) == 0
     whole, split = load_edit(tmp_path / "whole.edit"), load_edit(tmp_path / "split.edit")
     assert split.provenance.steps == 8
-    for name, tensor in whole.state_dict().items():
-        assert torch.equal(tensor, split.state_dict()[name]), name
+    assert_same_weights(whole, split)
 
 
 def test_task_diou_needs_pairs_of_one_size(tmp_path):

@@ -16,7 +16,7 @@ from analogize.methods.fewshot import sample as sample_module
 from analogize.methods.fewshot.model import FewShotModel, transform, warp
 from analogize.methods.fewshot.train import compute_losses, draw_batch, pair_indices, train
 from analogize.pairs import Augmentation, PairSet
-from conftest import inverted_pairs
+from conftest import assert_same_weights, inverted_pairs, learn_interrupted_then_resumed
 
 ABLATIONS = ("n_to_n", "use_query", "use_flow_color", "vae_skips", "decoder_noise", "frequency_loss")
 
@@ -104,13 +104,9 @@ def test_training_lowers_the_loss_and_the_error_on_the_pairs(inverted_pairs, tra
 
 
 def test_resumed_training_matches_an_uninterrupted_run(tmp_path, inverted_pairs, trained):
-    method = get_method("fewshot")
-    config = lambda steps: method.make_config("tiny", seed=3, steps=steps, checkpoint_every=10)  # noqa: E731
-    method.learn(inverted_pairs, config(20), run_dir=tmp_path, progress=False)
-    resumed = method.learn(inverted_pairs, config(trained.config.steps), run_dir=tmp_path, resume=True,
-                           progress=False)
-    for name, tensor in trained.state_dict().items():
-        assert torch.equal(resumed.state_dict()[name], tensor), name
+    resumed = learn_interrupted_then_resumed("fewshot", inverted_pairs, tmp_path, seed=3,
+                                             steps=trained.config.steps)
+    assert_same_weights(trained, resumed)
 
 
 def test_output_has_the_input_size_at_odd_sizes(inverted_pairs, random_image):

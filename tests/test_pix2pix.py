@@ -11,7 +11,7 @@ from analogize.errors import AnalogizeError
 from analogize.methods import get_method
 from analogize.methods.pix2pix import Pix2PixConfig, Pix2PixEdit, UNetGenerator
 from analogize.pairs import PairSet
-from conftest import inverted_pairs
+from conftest import assert_same_weights, inverted_pairs, learn_interrupted_then_resumed
 
 
 @pytest.fixture(scope="module", name="inverted_pairs")
@@ -67,14 +67,10 @@ def test_the_same_seed_gives_the_same_edit(inverted_pairs, trained, random_image
     assert not np.array_equal(trained.edit(photo, seed=1), trained.edit(photo, seed=2))
 
 
-def test_resumed_training_matches_an_uninterrupted_run(tmp_path, inverted_pairs, trained, random_image):
-    method = get_method("pix2pix")
-    config = lambda steps: method.make_config("tiny", seed=5, steps=steps, checkpoint_every=10)  # noqa: E731
-    method.learn(inverted_pairs, config(20), run_dir=tmp_path, progress=False)
-    resumed = method.learn(inverted_pairs, config(trained.config.steps), run_dir=tmp_path, resume=True,
-                           progress=False)
-    for name, tensor in trained.state_dict().items():
-        assert torch.equal(resumed.state_dict()[name], tensor), name
+def test_resumed_training_matches_an_uninterrupted_run(tmp_path, inverted_pairs, trained):
+    resumed = learn_interrupted_then_resumed("pix2pix", inverted_pairs, tmp_path, seed=5,
+                                             steps=trained.config.steps)
+    assert_same_weights(trained, resumed)
 
 
 def test_resume_with_another_model_size_is_refused(tmp_path, inverted_pairs):
