@@ -7,15 +7,18 @@ no traceback. Long work shows a progress bar unless --quiet is given or stderr i
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from . import __version__
 from .errors import AnalogizeError
 from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+from .training import LOG_DESTINATIONS, MIXED_PRECISION_MODES
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+APPLY_SUMMARY = "analogize-apply.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         print("analogize: interrupted; `learn --resume` continues training from the last checkpoint",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if "torch" in sys.modules:  # only commands that used torch can have joined a process group
+            from .distributed import leave_process_group
+
+            leave_process_group()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue from the newest checkpoint in OUTPUT.run/")
     learn.add_argument("--resize-pairs", action="store_true",
                        help="resize after images whose size differs from their before image")
+    training = learn.add_argument_group("training (trainable methods; defaults from the preset)")
+    training.add_argument("--checkpoint-every", type=int, help="steps between checkpoints in OUTPUT.run/")
+    training.add_argument("--gradient-accumulation", type=int, dest="gradient_accumulation_steps",
+                          help="batches summed into each update")
+    training.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES)
+    training.add_argument("--log", choices=LOG_DESTINATIONS, dest="log_with",
+                          help="training log in OUTPUT.run/: losses.csv, tensorboard/ or none (default csv)")
     learn.set_defaults(handler=run_learn)
 
     apply = commands.add_parser("apply", parents=[common], help="apply an edit to photos")
@@ -66,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--strength-map", type=Path, help="greyscale image: per-pixel strength (white = full)")
     apply.add_argument("--mask", type=Path, help="greyscale image: where the edit may act (white)")
     apply.add_argument("--seed", type=int, default=0, help="random seed for stochastic methods")
+    apply.add_argument("--overwrite", action="store_true",
+                       help="redo images whose output exists (default: skip them, so a stopped batch resumes)")
     apply.set_defaults(handler=run_apply)
 
     evaluate = commands.add_parser("evaluate", parents=[common],
@@ -97,45 +114,88 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_learn(args: argparse.Namespace) -> int:
+    from .distributed import process_state
     from .editfile import save_edit
     from .methods import get_method
     from .pairs import PairSet
 
     method = get_method(args.method)
-    config = method.make_config(args.preset, steps=args.steps, seed=args.seed)
+    config = method.make_config(
+        args.preset, steps=args.steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
+        log_with=args.log_with,
+    )
     pairs = PairSet.from_folder(args.pairs, resize_mismatched=args.resize_pairs, max_pixels=args.max_pixels)
     run_dir = args.output.with_name(args.output.name + ".run")
     edit = method.learn(pairs, config, run_dir=run_dir, resume=args.resume, progress=args.progress)
-    save_edit(edit, args.output)
-    seconds = edit.provenance.seconds if edit.provenance else 0.0
-    print(f"learned {method.name} from {len(pairs)} pair(s) in {seconds:.1f} s -> {args.output}")
+    if process_state().is_main_process:  # every process ends with the same edit; one writes it
+        save_edit(edit, args.output)
+        seconds = edit.provenance.seconds if edit.provenance else 0.0
+        print(f"learned {method.name} from {len(pairs)} pair(s) in {seconds:.1f} s -> {args.output}")
     return 0
 
 
 def run_apply(args: argparse.Namespace) -> int:
+    """One edit over files and folders, in one process or sharded over several (`torchrun`,
+    `accelerate launch`): each process takes its share of the sorted inputs, skips images whose
+    output exists, and records failures instead of stopping; the main process writes the summary."""
+    import time
+
+    from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
+    from .atomic import write_text_atomic
+    from .distributed import process_state
     from .editfile import load_edit
     from .images import load_image, save_image
 
-    edit = load_edit(args.edit)
+    started = time.perf_counter()
+    state = process_state()
+    edit = load_edit(args.edit).to(state.device)
     inputs = expand_images(args.images)
     strength_map = load_image(args.strength_map, args.max_pixels) if args.strength_map else None
     mask = load_image(args.mask, args.max_pixels) if args.mask else None
-    failures = []
-    for path in tqdm(inputs, desc="applying", unit="image", disable=not args.progress):
-        try:
-            image = load_image(path, args.max_pixels)
-            result = edit.apply(image, strength=args.strength, strength_map=strength_map,
-                                mask=mask, seed=args.seed)
-            save_image(result, args.output / f"{path.stem}.png")
-        except AnalogizeError as error:
-            # One bad photo must not cost the rest of the batch.
-            print(f"analogize: error: {error}", file=sys.stderr)
-            failures.append(path)
-    done = len(inputs) - len(failures)
-    print(f"applied {edit.method} to {done} of {len(inputs)} image(s) -> {args.output}")
-    return EXIT_USER_ERROR if failures else 0
+    done, skipped, failed = 0, 0, []
+    with state.split_between_processes(inputs) as share:
+        for path in tqdm(share, desc="applying", unit="image", disable=not (args.progress and state.is_main_process)):
+            output = args.output / f"{path.stem}.png"
+            if output.exists() and not args.overwrite:  # outputs are written atomically: it is whole
+                skipped += 1
+                continue
+            try:
+                image = load_image(path, args.max_pixels)
+                result = edit.apply(image, strength=args.strength, strength_map=strength_map,
+                                    mask=mask, seed=args.seed)
+                save_image(result, output)
+            except AnalogizeError as error:
+                reason = str(error)
+            except Exception as error:  # noqa: BLE001 - one image that breaks the method must not end the batch
+                reason = f"{path}: {type(error).__name__}: {error}"
+            else:
+                done += 1
+                continue
+            failed.append({"image": str(path), "reason": reason})
+            print(f"analogize: error: {reason}", file=sys.stderr)
+    shares = gather_object([{"done": done, "skipped": skipped, "failed": failed}])
+    summary = {
+        "edit": str(args.edit),
+        "method": edit.method,
+        "images": len(inputs),
+        "done": sum(share["done"] for share in shares),
+        "skipped": sum(share["skipped"] for share in shares),
+        "failed": [failure for share in shares for failure in share["failed"]],
+        "processes": state.num_processes,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if state.is_main_process:
+        report = args.output / APPLY_SUMMARY
+        write_text_atomic(report, json.dumps(summary, indent=2))
+        print(
+            f"applied {edit.method} to {summary['done']} of {len(inputs)} image(s): "
+            f"{summary['skipped']} skipped (output exists), {len(summary['failed'])} failed -> {args.output} "
+            f"(summary: {report})"
+        )
+    return EXIT_USER_ERROR if summary["failed"] else 0
 
 
 def expand_images(paths: list[Path]) -> list[Path]:

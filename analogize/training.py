@@ -2,12 +2,16 @@
 
 A method describes what to train as a `TrainingTask` (its modules, their optimizers, how to draw a
 batch and how to learn from it); `run_training` does the rest, the same way on one CPU, several
-GPUs or several nodes (start the script with `accelerate launch` for the latter two):
+processes, GPUs or nodes (start `analogize` with `accelerate launch` or `torchrun` for those; see
+docs/scale-out.md):
 
 - seeding: torch, numpy and Python are seeded from `LoopSettings.seed` (offset by the process index,
-  so each GPU draws its own dropout noise);
-- data: the batch of step s is drawn from `np.random.default_rng([seed, s, process_index])`, a pure
+  so each process draws its own dropout noise);
+- data: batch b of step s is drawn from `np.random.default_rng([seed, s, process_index, b])`, a pure
   function of the step, so a resumed run sees exactly the batches an uninterrupted run would;
+  each process draws its own batches and accelerate averages their gradients;
+- gradient accumulation: each step sums the gradients of `gradient_accumulation_steps` batches
+  (accelerate's `accumulate`: no gradient sync between processes until the last one) and updates once;
 - checkpoints: `run_dir/checkpoints/step-000123/` holds accelerate's `save_state` (weights as
   safetensors; optimizer, gradient-scaler and RNG state), one `ema-NAME.safetensors` per averaged
   module and `state.json` (step and fingerprint). Each is written into a hidden staging folder and
@@ -19,7 +23,12 @@ GPUs or several nodes (start the script with `accelerate launch` for the latter 
   can always be re-run as is. A checkpoint whose fingerprint (model shape, data, seed) differs
   from this run is refused with an `AnalogizeError`; the step count may differ;
 - EMA: an exponential moving average of chosen modules (`torch.optim.swa_utils.AveragedModel`);
-- log: `run_dir/losses.csv` has one row per step (step, each loss, seconds the step took);
+- log: one entry per step (each loss averaged over the step's batches, each optimizer's learning
+  rate, samples/s over all processes, seconds) to `run_dir/losses.csv` or, with
+  `log_with="tensorboard"`, to TensorBoard event files in `run_dir/tensorboard/`;
+- processes: only the main process writes logs and checkpoint files (every process joins the save,
+  which waits for all of them); at the end, buffers (BatchNorm statistics) are copied from the
+  main process to the others, so every process ends with the same weights;
 - progress: a tqdm bar, shown only when asked for, on the main process, and when stderr is a
   terminal.
 
@@ -29,6 +38,7 @@ With `run_dir=None` (the benchmark, quick experiments) nothing is written to dis
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import logging
 import os
@@ -44,12 +54,13 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import send_to_device, set_seed
+from accelerate.utils import broadcast, find_batch_size, send_to_device, set_seed
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from .distributed import process_state
 from .errors import AnalogizeError
 
 logger = logging.getLogger(__name__)
@@ -59,6 +70,8 @@ STATE_FILE = "state.json"
 LOSS_LOG = "losses.csv"
 CHECKPOINT_NAME = re.compile(r"step-(\d+)")
 MIXED_PRECISION_MODES = ("no", "bf16", "fp16")
+LOG_DESTINATIONS = ("csv", "tensorboard", "none")
+TENSORBOARD_FOLDER = "tensorboard"
 
 
 @dataclass
@@ -79,6 +92,10 @@ class LoopSettings:
     """Names (keys of `TrainingTask.modules`) of the modules to average."""
     mixed_precision: str = "no"
     """"no", "bf16" or "fp16" (fp16 needs a GPU); handled by accelerate's autocast and scaler."""
+    gradient_accumulation_steps: int = 1
+    """Batches per step whose gradients are summed into one update."""
+    log_with: str = "csv"
+    """"csv" (run_dir/losses.csv), "tensorboard" (run_dir/tensorboard/) or "none"."""
     progress: bool = True
     """Show a progress bar (only ever on the main process, and only when stderr is a terminal)."""
 
@@ -100,21 +117,15 @@ class LoopSettings:
             raise AnalogizeError(
                 f"mixed_precision {self.mixed_precision!r} is unknown; choose one of {', '.join(MIXED_PRECISION_MODES)}"
             )
-
-
-def loop_settings(config: Any, *, ema_module: str, progress: bool) -> LoopSettings:
-    """The loop settings of a trainable method's config, which carries `steps`, `seed`,
-    `checkpoint_every`, `ema_decay` and `mixed_precision`; `ema_module` is averaged when
-    `ema_decay` is set."""
-    return LoopSettings(
-        steps=config.steps,
-        seed=config.seed,
-        checkpoint_every=config.checkpoint_every,
-        ema_decay=config.ema_decay,
-        ema_modules=(ema_module,) if config.ema_decay is not None else (),
-        mixed_precision=config.mixed_precision,
-        progress=progress,
-    )
+        if self.gradient_accumulation_steps < 1:
+            raise AnalogizeError(
+                f"gradient_accumulation_steps is {self.gradient_accumulation_steps}; give 1 (no accumulation) or more"
+            )
+        if self.log_with not in LOG_DESTINATIONS:
+            raise AnalogizeError(f"log_with {self.log_with!r} is unknown; choose one of {', '.join(LOG_DESTINATIONS)}")
+        if self.log_with == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+            raise AnalogizeError("log_with='tensorboard' needs the tensorboard package; "
+                                 "pip install 'analogize[tensorboard]' or log to csv")
 
 
 class TrainingTask(Protocol):
@@ -135,8 +146,10 @@ class TrainingTask(Protocol):
         """One batch (tensors, or tuples/dicts of them) drawn from `rng` alone."""
 
     def training_step(self, batch: Any, accelerator: Accelerator) -> dict[str, float]:
-        """Learn from `batch` (already on the device): zero the gradients, `accelerator.backward`,
-        step the optimizers. Return each loss as a float for the log and the progress bar."""
+        """Learn from `batch` (already on the device): `accelerator.backward`, then step the
+        optimizers. The loop zeroes the gradients after each step (not the task before each batch,
+        which would discard the batches accumulated so far). Return each loss as a float for the
+        log and the progress bar."""
 
 
 @dataclass
@@ -178,7 +191,7 @@ def run_training(
                 f"{run_dir}: holds checkpoints of an earlier run; continue it with --resume, or delete that folder to start over"
             )
 
-    accelerator = make_accelerator(settings.mixed_precision)
+    accelerator = make_accelerator(settings, run_dir)
     set_seed(settings.seed, device_specific=True)
     # Averaged copies are made before `prepare`, which may patch `forward` for mixed precision.
     ema = {
@@ -194,7 +207,11 @@ def run_training(
     prepare_for_training(accelerator, task)
     start = load_checkpoint(accelerator, resume_from, ema) if resume_from is not None else 0
 
-    log = LossLog(run_dir / LOSS_LOG, start) if run_dir is not None and accelerator.is_main_process else None
+    csv_log = None
+    if run_dir is not None and settings.log_with == "csv" and accelerator.is_main_process:
+        csv_log = LossLog(run_dir / LOSS_LOG, start)
+    if run_dir is not None and settings.log_with == "tensorboard":
+        accelerator.init_trackers(TENSORBOARD_FOLDER)
     show_progress = settings.progress and accelerator.is_main_process and sys.stderr.isatty()
     bar = tqdm(total=settings.steps, initial=start, desc="training", unit="step", disable=not show_progress)
 
@@ -202,14 +219,30 @@ def run_training(
     try:
         for step in range(start + 1, settings.steps + 1):
             started = time.perf_counter()
-            rng = np.random.default_rng([settings.seed, step, accelerator.process_index])
-            batch = send_to_device(task.batch(rng), accelerator.device)
-            losses = task.training_step(batch, accelerator)
+            batch_losses, samples = [], 0
+            for index in range(settings.gradient_accumulation_steps):
+                rng = np.random.default_rng([settings.seed, step, accelerator.process_index, index])
+                batch = send_to_device(task.batch(rng), accelerator.device)
+                # Optimizers step (and processes sync gradients) only in the last batch of a step.
+                with accelerator.accumulate(*task.modules.values()):
+                    batch_losses.append(task.training_step(batch, accelerator))
+                samples += find_batch_size(batch)
+            for optimizer in task.optimizers.values():
+                optimizer.zero_grad(set_to_none=True)
+            losses = {name: float(np.mean([entry[name] for entry in batch_losses])) for name in batch_losses[0]}
             for name, averaged in ema.items():
                 averaged.update_parameters(accelerator.unwrap_model(task.modules[name]))
             history.append({"step": step, **losses})
-            if log is not None:
-                log.write({"step": step, **losses, "seconds": round(time.perf_counter() - started, 4)})
+            seconds = time.perf_counter() - started
+            record = {
+                **losses,
+                **learning_rates(task.optimizers),
+                "samples_per_second": round(samples * accelerator.num_processes / seconds, 3),
+                "seconds": round(seconds, 4),
+            }
+            if csv_log is not None:
+                csv_log.write({"step": step, **record})
+            accelerator.log(record, step=step)  # to TensorBoard when chosen, else nothing
             if checkpoints is not None and (step == settings.steps or (
                 settings.checkpoint_every and step % settings.checkpoint_every == 0
             )):
@@ -218,13 +251,18 @@ def run_training(
             bar.update(1)
     finally:
         bar.close()
-        if log is not None:
-            log.close()
+        if csv_log is not None:
+            csv_log.close()
+        # Not accelerator.end_training(): it also ends the process group, which later work in
+        # this process (another training, a batch apply) still needs.
+        for tracker in accelerator.trackers:
+            tracker.finish()
         accelerator.wait_for_everyone()
         task.modules = {
             name: accelerator.unwrap_model(module, keep_fp32_wrapper=False) for name, module in task.modules.items()
         }
         task.optimizers = plain_optimizers
+    share_main_process_buffers(accelerator, [*task.modules.values(), *ema.values()])
     return TrainingResult(
         steps=settings.steps,
         losses=history,
@@ -232,13 +270,39 @@ def run_training(
     )
 
 
-def make_accelerator(mixed_precision: str) -> Accelerator:
+def make_accelerator(settings: LoopSettings, run_dir: Path | None) -> Accelerator:
     """accelerate keeps one process-wide state that refuses a second mixed-precision mode, but one
     process may train several methods in turn (the benchmark). A different mode resets that state;
     the distributed set-up (accelerate's PartialState) is kept."""
-    if AcceleratorState._shared_state.get("_mixed_precision", mixed_precision) != mixed_precision:
+    if AcceleratorState._shared_state.get("_mixed_precision", settings.mixed_precision) != settings.mixed_precision:
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision)
+    state = process_state()
+    tensorboard = settings.log_with == "tensorboard" and run_dir is not None
+    return Accelerator(
+        cpu=state.device.type == "cpu",
+        mixed_precision=settings.mixed_precision,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        log_with="tensorboard" if tensorboard else None,
+        project_dir=str(run_dir) if tensorboard else None,
+    )
+
+
+def learning_rates(optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+    """The current learning rate of each optimizer: "lr", or "lr_NAME" when there are several."""
+    if len(optimizers) == 1:
+        return {"lr": next(iter(optimizers.values())).param_groups[0]["lr"]}
+    return {f"lr_{name}": optimizer.param_groups[0]["lr"] for name, optimizer in optimizers.items()}
+
+
+def share_main_process_buffers(accelerator: Accelerator, modules: list[nn.Module]) -> None:
+    """Distributed training keeps weights equal on every process, but buffers (BatchNorm's running
+    statistics) only as of each forward pass, after which every process updates its own. Copying
+    the main process's makes all processes end with the weights the main process saves."""
+    if accelerator.num_processes == 1:
+        return
+    for module in modules:
+        for buffer in module.buffers():
+            buffer.copy_(broadcast(buffer.detach().clone(), from_process=0))
 
 
 def prepare_for_training(accelerator: Accelerator, task: TrainingTask) -> None:

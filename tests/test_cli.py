@@ -81,6 +81,27 @@ def test_apply_continues_past_a_bad_image_and_reports_it(tmp_path, pair_folder, 
     error_lines = captured.err.strip().splitlines()
     assert len(error_lines) == 1 and "broken.jpg" in error_lines[0]
     assert "1 of 2" in captured.out
+    summary = json.loads((tmp_path / "out" / "analogize-apply.json").read_text())
+    assert (summary["images"], summary["done"], summary["skipped"]) == (2, 1, 0)
+    assert [failure["image"] for failure in summary["failed"]] == [str(tmp_path / "in" / "broken.jpg")]
+    assert summary["failed"][0]["reason"] == error_lines[0].removeprefix("analogize: error: ")
+
+
+def test_apply_again_skips_finished_images_unless_told_to_overwrite(tmp_path, pair_folder, capsys):
+    edit_path = tmp_path / "warm.edit"
+    run_cli("learn", pair_folder, "-o", edit_path, "--quiet")
+    for name in ("a", "b", "c"):
+        save_image(np.full((8, 8, 3), 0.5, np.float32), tmp_path / "in" / f"{name}.png")
+    save_image(np.zeros((8, 8, 3), np.float32), tmp_path / "out" / "b.png")  # as if from a stopped batch
+    assert run_cli("apply", edit_path, tmp_path / "in", "-o", tmp_path / "out", "--quiet") == 0
+    summary = json.loads((tmp_path / "out" / "analogize-apply.json").read_text())
+    assert (summary["done"], summary["skipped"], summary["failed"]) == (2, 1, [])
+    assert load_image(tmp_path / "out" / "b.png").max() == 0  # left as it was
+
+    assert run_cli("apply", edit_path, tmp_path / "in", "-o", tmp_path / "out", "--quiet", "--overwrite") == 0
+    summary = json.loads((tmp_path / "out" / "analogize-apply.json").read_text())
+    assert (summary["done"], summary["skipped"]) == (3, 0)
+    assert load_image(tmp_path / "out" / "b.png").max() > 0
 
 
 def test_apply_refuses_inputs_sharing_an_output_name(tmp_path, pair_folder, capsys):
@@ -168,3 +189,20 @@ def test_task_diou_needs_pairs_of_one_size(tmp_path):
     evaluation = evaluate_edit(IdentityEdit(MethodConfig()), pairs)
     assert evaluation.task_diou is None
     assert evaluation.mean["diou"] == 0.0  # identity changes nothing the edit changed
+
+
+def test_learn_passes_training_options_to_the_method(tmp_path, pair_folder, capsys):
+    output = tmp_path / "accumulated.edit"
+    assert run_cli("learn", pair_folder, "-o", output, "--method", "pix2pix", "--preset", "tiny", "--steps", "3",
+                   "--gradient-accumulation", "2", "--log", "tensorboard", "--checkpoint-every", "2", "--quiet") == 0
+    from analogize.editfile import load_edit
+
+    config = load_edit(output).config
+    assert (config.gradient_accumulation_steps, config.log_with, config.checkpoint_every) == (2, "tensorboard", 2)
+    run_dir = tmp_path / "accumulated.edit.run"
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
+
+    capsys.readouterr()
+    assert run_cli("learn", pair_folder, "-o", tmp_path / "c.edit", "--gradient-accumulation", "2", "--quiet") == 2
+    assert "unknown setting(s) gradient_accumulation_steps" in capsys.readouterr().err

@@ -38,7 +38,6 @@ class LinearRegressionTask:
     def training_step(self, batch, accelerator) -> dict[str, float]:
         x, y = batch
         model, optimizer = self.modules["model"], self.optimizers["model"]
-        optimizer.zero_grad(set_to_none=True)
         loss = F.mse_loss(model(x + 0.1 * torch.randn_like(x)), y)
         accelerator.backward(loss)
         optimizer.step()
@@ -140,10 +139,65 @@ def test_losses_are_logged_to_csv(tmp_path):
     result = run_training(LinearRegressionTask(), settings(6), run_dir=tmp_path)
     with (tmp_path / "losses.csv").open(newline="") as file:
         rows = list(csv.DictReader(file))
-    assert list(rows[0]) == ["step", "mse", "seconds"]
+    assert list(rows[0]) == ["step", "mse", "lr", "samples_per_second", "seconds"]
     assert [int(row["step"]) for row in rows] == [1, 2, 3, 4, 5, 6]
     assert [float(row["mse"]) for row in rows] == pytest.approx([row["mse"] for row in result.losses])
-    assert all(float(row["seconds"]) >= 0 for row in rows)
+    assert all(float(row["lr"]) == 0.05 for row in rows)
+    assert all(float(row["samples_per_second"]) > 0 and float(row["seconds"]) >= 0 for row in rows)
+
+
+def test_losses_can_go_to_tensorboard_or_nowhere(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_training(LinearRegressionTask(), settings(4, log_with="tensorboard"), run_dir=tmp_path / "tb")
+    assert not (tmp_path / "tb" / "losses.csv").exists()
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard")).Reload()
+    assert {"mse", "lr", "samples_per_second"} <= set(events.Tags()["scalars"])
+    assert [event.step for event in events.Scalars("mse")] == [1, 2, 3, 4]
+
+    run_training(LinearRegressionTask(), settings(2, log_with="none"), run_dir=tmp_path / "none")
+    assert sorted(path.name for path in (tmp_path / "none").iterdir()) == ["checkpoints"]
+
+
+class NoiselessSGDTask(LinearRegressionTask):
+    """Plain SGD and no input noise, so an update can be computed by hand."""
+
+    def __init__(self):
+        super().__init__()
+        self.optimizers = {"model": torch.optim.SGD(self.modules["model"].parameters(), lr=0.1)}
+        self.steps_taken = 0
+
+    def training_step(self, batch, accelerator) -> dict[str, float]:
+        x, y = batch
+        model, optimizer = self.modules["model"], self.optimizers["model"]
+        loss = F.mse_loss(model(x), y)
+        accelerator.backward(loss)
+        optimizer.step()
+        self.steps_taken += 1
+        return {"mse": loss.item()}
+
+
+def test_gradient_accumulation_makes_one_update_from_the_mean_gradient_of_several_batches():
+    task = NoiselessSGDTask()
+    model = task.modules["model"]
+    expected = weights(model)
+    # By hand: the two batches of step 1 (keys [seed, step, process, batch]), one SGD update with
+    # the mean of their gradients.
+    gradients = []
+    for index in range(2):
+        x, y = task.batch(np.random.default_rng([3, 1, 0, index]))
+        model.zero_grad()
+        F.mse_loss(model(x), y).backward()
+        gradients.append({name: parameter.grad.clone() for name, parameter in model.named_parameters()})
+    model.zero_grad(set_to_none=True)
+    for name in expected:
+        expected[name] -= 0.1 * (gradients[0][name] + gradients[1][name]) / 2
+
+    result = run_training(task, settings(1, gradient_accumulation_steps=2))
+    assert task.steps_taken == 2
+    assert [row["step"] for row in result.losses] == [1]
+    for name, tensor in weights(task.modules["model"]).items():
+        torch.testing.assert_close(tensor, expected[name])
 
 
 def test_resume_drops_log_rows_written_after_the_last_checkpoint(tmp_path):
@@ -176,5 +230,9 @@ def test_settings_are_checked():
         LoopSettings(steps=5, ema_decay=1.5)
     with pytest.raises(AnalogizeError, match="mixed_precision"):
         LoopSettings(steps=5, mixed_precision="fp8")
+    with pytest.raises(AnalogizeError, match="gradient_accumulation_steps"):
+        LoopSettings(steps=5, gradient_accumulation_steps=0)
+    with pytest.raises(AnalogizeError, match="log_with 'wandb' is unknown"):
+        LoopSettings(steps=5, log_with="wandb")
     with pytest.raises(AnalogizeError, match="run_dir"):
         run_training(LinearRegressionTask(), settings(2), resume=True)

@@ -26,6 +26,7 @@ import torch
 from ..errors import AnalogizeError
 from ..images import resize
 from ..pairs import PairSet
+from ..training import LoopSettings
 
 
 @dataclass
@@ -34,6 +35,50 @@ class MethodConfig:
 
     seed: int = 0
     """Seed for every random choice made while learning (crops, init, noise)."""
+
+
+@dataclass
+class TrainableConfig(MethodConfig):
+    """Fields every trained method's config shares: how the shared training loop (training.py)
+    runs it. Each method sets its own defaults for these and adds its model's settings."""
+
+    steps: int = 1000
+    """Optimisation steps; each is one update, from gradient_accumulation_steps batches."""
+    checkpoint_every: int = 1000
+    """Steps between checkpoints when a run folder is given; 0 = only at the end."""
+    ema_decay: float | None = None
+    """Keep an exponential moving average of the weights with this decay, and apply that."""
+    mixed_precision: str = "no"
+    """"no", "bf16" or "fp16" (fp16 needs a GPU)."""
+    gradient_accumulation_steps: int = 1
+    """Batches whose gradients are summed into each update, so the batch an update sees is
+    batch_size × gradient_accumulation_steps × the number of processes."""
+    log_with: str = "csv"
+    """The run folder's training log (loss, learning rate, samples/s per step): "csv" (losses.csv),
+    "tensorboard" (tensorboard/; needs the tensorboard package) or "none"."""
+
+    resumable_changes: ClassVar[tuple[str, ...]] = ("steps", "checkpoint_every", "mixed_precision", "log_with")
+    """Settings that may change between a run and its resume: they do not change what is trained."""
+
+    def fingerprint(self, pairs: PairSet) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed: every other setting, and the pairs."""
+        settings = {key: value for key, value in dataclasses.asdict(self).items() if key not in self.resumable_changes}
+        return {**settings, "pairs": pairs.fingerprint()}
+
+    def loop_settings(self, *, ema_module: str, progress: bool) -> LoopSettings:
+        """The shared loop's settings; `ema_module` (a key of the task's modules) is averaged
+        when ema_decay is set."""
+        return LoopSettings(
+            steps=self.steps,
+            seed=self.seed,
+            checkpoint_every=self.checkpoint_every,
+            ema_decay=self.ema_decay,
+            ema_modules=(ema_module,) if self.ema_decay is not None else (),
+            mixed_precision=self.mixed_precision,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            log_with=self.log_with,
+            progress=progress,
+        )
 
 
 @dataclass
@@ -67,6 +112,14 @@ class Edit(abc.ABC):
     @abc.abstractmethod
     def from_state_dict(cls, tensors: dict[str, torch.Tensor], config: MethodConfig) -> "Edit":
         ...
+
+    def to(self, device: torch.device | str) -> "Edit":
+        """Move the edit's networks to `device`; `edit` runs where they are. Methods keep other
+        tensors on the CPU and move them as they use them."""
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                value.to(device)
+        return self
 
     def apply(
         self,

@@ -24,7 +24,6 @@ Where we differ from the paper, and why:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,8 @@ from torch import nn
 
 from ..errors import AnalogizeError
 from ..pairs import Augmentation, PairSet, sample_crop_batch
-from ..training import loop_settings, run_training
-from .base import Edit, Method, MethodConfig
+from ..training import run_training
+from .base import Edit, Method, MethodConfig, TrainableConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on a CPU, for tests; a higher learning rate so a few dozen steps visibly learn.
@@ -64,12 +63,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Changing these between a run and its resume does not change what is being trained.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "mixed_precision")
-
 
 @dataclass
-class Pix2PixConfig(MethodConfig):
+class Pix2PixConfig(TrainableConfig):
     """Defaults are the paper's 256 px setup; presets adapt it to the hardware."""
 
     steps: int = 20_000
@@ -90,18 +86,12 @@ class Pix2PixConfig(MethodConfig):
     """Channels of the discriminator's first layer; each further layer doubles it, up to 8×."""
     discriminator_layers: int = 3
     """Stride-2 layers of the PatchGAN; 3 gives the paper's 70×70 patches."""
-    checkpoint_every: int = 1000
-    """Steps between checkpoints when a run folder is given; 0 = only at the end."""
     flip: bool = True
     """Random horizontal flips of the training crops (both sides alike)."""
     affine: bool = False
     """Random small rotations, scalings and shifts of the training crops."""
     color_jitter: bool = False
     """Random brightness/contrast/saturation on both sides; off, as it alters colour edits."""
-    ema_decay: float | None = None
-    """Keep an exponential moving average of the generator with this decay and apply that."""
-    mixed_precision: str = "no"
-    """"no", "bf16" or "fp16" (GPU only)."""
 
     def __post_init__(self) -> None:
         multiple = 2**self.generator_depth
@@ -242,8 +232,7 @@ class Pix2PixTask:
             name: torch.optim.Adam(module.parameters(), lr=config.learning_rate, betas=(0.5, 0.999))
             for name, module in self.modules.items()
         }
-        settings = {key: value for key, value in dataclasses.asdict(config).items() if key not in RESUMABLE_CHANGES}
-        self.fingerprint = {**settings, "pairs": pairs.fingerprint()}
+        self.fingerprint = config.fingerprint(pairs)
 
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         before, after = sample_crop_batch(
@@ -256,7 +245,6 @@ class Pix2PixTask:
         generator, discriminator = self.modules["generator"], self.modules["discriminator"]
         made = generator(before)
 
-        self.optimizers["discriminator"].zero_grad(set_to_none=True)
         real_logits = discriminator(before, after)
         made_logits = discriminator(before, made.detach())
         discriminator_loss = 0.5 * (
@@ -266,12 +254,15 @@ class Pix2PixTask:
         accelerator.backward(discriminator_loss)
         self.optimizers["discriminator"].step()
 
-        # The discriminator's gradients from this pass are cleared before its next update.
-        self.optimizers["generator"].zero_grad(set_to_none=True)
-        made_logits = discriminator(before, made)
+        # The generator's update must not leave gradients in the discriminator: with gradient
+        # accumulation they would be summed into its next update. The frozen discriminator is
+        # called unwrapped, because a distributed wrapper expects gradients for all its weights.
+        frozen_discriminator = accelerator.unwrap_model(discriminator).requires_grad_(False)
+        made_logits = frozen_discriminator(before, made)
         adversarial_loss = F.binary_cross_entropy_with_logits(made_logits, torch.ones_like(made_logits))
         l1_loss = F.l1_loss(made, after)
         accelerator.backward(adversarial_loss + self.config.l1_weight * l1_loss)
+        frozen_discriminator.requires_grad_(True)
         self.optimizers["generator"].step()
         return {
             "discriminator": discriminator_loss.item(),
@@ -327,7 +318,7 @@ class Pix2Pix(Method):
     ) -> tuple[Edit, int]:
         set_seed(config.seed)  # the networks' initial weights
         task = Pix2PixTask(pairs, config)
-        settings = loop_settings(config, ema_module="generator", progress=progress)
+        settings = config.loop_settings(ema_module="generator", progress=progress)
         result = run_training(task, settings, run_dir=run_dir, resume=resume)
         generator = result.ema.get("generator", task.modules["generator"])
         return Pix2PixEdit(config, generator), result.steps

@@ -9,10 +9,10 @@ the paper's ablation (Table 2) is a field, so each row of that table is one over
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ...errors import AnalogizeError
-from ..base import MethodConfig
+from ..base import TrainableConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on a CPU, for tests: 32 px crops, 16 tokens, a two-block transformer.
@@ -43,13 +43,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-# Changing these between a run and its resume does not change what is being trained.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every", "mixed_precision", "sample_steps", "start_noise",
-                     "ensemble_size", "tile_overlap")
-
-
 @dataclass
-class FewShotConfig(MethodConfig):
+class FewShotConfig(TrainableConfig):
     """The model, its training and its sampler. Defaults: the full method at 256 px."""
 
     # --- data ------------------------------------------------------------------------------------
@@ -113,8 +108,6 @@ class FewShotConfig(MethodConfig):
     """Decay of the exponential moving average of all weights; the average is what is applied."""
     checkpoint_every: int = 2000
     """Steps between checkpoints when a run folder is given; 0 = only at the end."""
-    mixed_precision: str = "no"
-    """"no", "bf16" or "fp16" (GPU only)."""
 
     # --- ablations: the paper's Table 2; all on is the method ---------------------------------------
     n_to_n: bool = True
@@ -143,6 +136,10 @@ class FewShotConfig(MethodConfig):
     """Noise level σ in (0, 1] of y_i(σ) = (1 − σ)·y_i + σ·ε at the first step."""
     tile_overlap: int = 32
     """Pixels by which neighbouring tiles overlap when an image is edited tile by tile."""
+
+    # The sampler's settings only matter when applying.
+    resumable_changes: ClassVar[tuple[str, ...]] = TrainableConfig.resumable_changes + (
+        "sample_steps", "start_noise", "ensemble_size", "tile_overlap")
 
     def __post_init__(self) -> None:
         token_grid = self.latent_downsampling * self.patch_size

@@ -16,7 +16,6 @@ with y_i(σ) = (1 − σ)·enc(y_i) + σ·ε and σ ~ U(0, 1). Every part is tra
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,8 @@ from accelerate import Accelerator
 from torch import nn
 
 from ...pairs import Augmentation, PairSet, sample_crop_pair
-from ...training import TrainingResult, loop_settings, run_training
-from .config import RESUMABLE_CHANGES, FewShotConfig
+from ...training import TrainingResult, run_training
+from .config import FewShotConfig
 from .model import FewShotModel
 
 MAX_GRADIENT_NORM = 1.0
@@ -99,8 +98,7 @@ class FewShotTask:
         self.modules: dict[str, nn.Module] = {"model": model}
         self.optimizers = {"model": torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                                       weight_decay=0.0)}
-        settings = {key: value for key, value in dataclasses.asdict(config).items() if key not in RESUMABLE_CHANGES}
-        self.fingerprint = {**settings, "pairs": pairs.fingerprint()}
+        self.fingerprint = config.fingerprint(pairs)
 
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         return draw_batch(self.pairs, self.config, rng, self.augmentation)
@@ -117,9 +115,9 @@ class FewShotTask:
         if config.frequency_loss:
             total = total + config.frequency_weight * losses["frequency"]
         optimizer = self.optimizers["model"]
-        optimizer.zero_grad(set_to_none=True)
         accelerator.backward(total)
-        accelerator.clip_grad_norm_(model.parameters(), MAX_GRADIENT_NORM)
+        if accelerator.sync_gradients:  # clip the summed gradient, once per update
+            accelerator.clip_grad_norm_(model.parameters(), MAX_GRADIENT_NORM)
         optimizer.step()
         return {"total": total.item(), **{name: value.item() for name, value in losses.items()}}
 
@@ -144,7 +142,7 @@ def train(pairs: PairSet, config: FewShotConfig, *, run_dir: Path | None, resume
     loop's result (losses per step)."""
     torch.manual_seed(config.seed)  # the networks' initial weights
     task = FewShotTask(pairs, config)
-    settings = loop_settings(config, ema_module="model", progress=progress)
+    settings = config.loop_settings(ema_module="model", progress=progress)
     result = run_training(task, settings, run_dir=run_dir, resume=resume)
     model = result.ema.get("model", task.modules["model"])
     return model.eval(), result

@@ -1,0 +1,23 @@
+"""Started by test_distributed.py under `torchrun`: learns with each method named on the command
+line (tiny preset) and saves this process's weights, so the test can compare the processes.
+
+    python -m torch.distributed.run --nproc_per_node 2 distributed_worker.py PAIRS OUT METHOD...
+"""
+
+import sys
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from analogize.api import learn
+from analogize.distributed import process_state
+from analogize.pairs import PairSet
+
+pairs_folder, out, *methods = sys.argv[1:]
+state = process_state()
+pairs = PairSet.from_folder(Path(pairs_folder))
+for method in methods:
+    edit = learn(pairs, method, "tiny", steps=6)
+    tensors = {name: tensor.contiguous() for name, tensor in edit.state_dict().items()}
+    name = f"{method}-process{state.process_index}-of{state.num_processes}.safetensors"
+    save_file(tensors, Path(out) / name)
