@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import broadcast, find_batch_size, send_to_device, set_seed
+from accelerate.utils import DistributedType, broadcast, find_batch_size, send_to_device, set_seed
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -71,6 +71,7 @@ LOSS_LOG = "losses.csv"
 CHECKPOINT_NAME = re.compile(r"step-(\d+)")
 MIXED_PRECISION_MODES = ("no", "bf16", "fp16")
 LOG_DESTINATIONS = ("csv", "tensorboard", "none")
+SHARDED_SETUPS = (DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.MEGATRON_LM)
 TENSORBOARD_FOLDER = "tensorboard"
 
 
@@ -192,6 +193,7 @@ def run_training(
             )
 
     accelerator = make_accelerator(settings, run_dir)
+    check_data_parallel(accelerator)
     set_seed(settings.seed, device_specific=True)
     # Averaged copies are made before `prepare`, which may patch `forward` for mixed precision.
     ema = {
@@ -285,6 +287,18 @@ def make_accelerator(settings: LoopSettings, run_dir: Path | None) -> Accelerato
         log_with="tensorboard" if tensorboard else None,
         project_dir=str(run_dir) if tensorboard else None,
     )
+
+
+def check_data_parallel(accelerator: Accelerator) -> None:
+    """Every process holds the whole of each network (data parallelism). The methods trained here
+    fit on one device, and the loop relies on it: EMA copies and the frozen discriminator use the
+    whole weights. Sharded set-ups (DeepSpeed, FSDP, Megatron) are refused rather than half-working."""
+    if accelerator.distributed_type in SHARDED_SETUPS:
+        raise AnalogizeError(
+            f"the launch configures {accelerator.distributed_type.value}, which analogize's training does not "
+            "support (every network fits on one device); launch with plain data parallelism "
+            "(accelerate launch --multi_gpu, or torchrun) instead"
+        )
 
 
 def learning_rates(optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:

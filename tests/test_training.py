@@ -5,15 +5,17 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from accelerate.utils import DistributedType
 from torch import nn
 
 from analogize.errors import AnalogizeError
-from analogize.training import LoopSettings, run_training
+from analogize.training import LoopSettings, check_data_parallel, run_training
 
 TRUE_WEIGHT = torch.tensor([[1.0, -2.0, 0.5, 3.0], [0.0, 1.0, -1.0, 2.0]])
 TRUE_BIAS = torch.tensor([0.5, -1.0])
@@ -236,3 +238,10 @@ def test_settings_are_checked():
         LoopSettings(steps=5, log_with="wandb")
     with pytest.raises(AnalogizeError, match="run_dir"):
         run_training(LinearRegressionTask(), settings(2), resume=True)
+
+
+@pytest.mark.parametrize("setup", [DistributedType.DEEPSPEED, DistributedType.FSDP])
+def test_sharded_launch_configs_are_refused_with_the_alternative(setup):
+    with pytest.raises(AnalogizeError, match="--multi_gpu") as error:
+        check_data_parallel(SimpleNamespace(distributed_type=setup))
+    assert setup.value in str(error.value)
