@@ -108,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
     demo.set_defaults(handler=run_demo_command)
 
+    serve = commands.add_parser("serve", help="the web app: teach and apply edits in the browser")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: this machine only; 0.0.0.0 = every network)")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--workdir", type=Path, default=Path("analogize-serve"),
+                       help="folder for uploads, jobs and results (default %(default)s)")
+    serve.add_argument("--max-upload-mb", type=int, default=50, help="largest file one upload may be")
+    serve.set_defaults(handler=run_serve, quiet=True, max_pixels=DEFAULT_MAX_PIXELS)
+
     methods = commands.add_parser("methods", help="list the methods and what each needs")
     methods.set_defaults(handler=run_methods, quiet=True, max_pixels=DEFAULT_MAX_PIXELS)
     return parser
@@ -263,6 +272,15 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from .bench.demo import run_demo
 
     run_demo(args.out, progress=args.progress)
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        from .web.app import serve
+    except ImportError as error:
+        raise AnalogizeError(f"the web app needs {error.name}; pip install 'analogize[web]'") from None
+    serve(args.workdir, args.host, args.port, args.max_upload_mb)
     return 0
 
 

@@ -7,9 +7,9 @@
     warm_edit(image) -> image                   a known pixel-wise colour edit
     assert_clear_error(error, names, *fix_words) -> message
 
-plus `image` (one random image) and `pair_folder` (three pairs made with `warm_edit`), and the
+plus `image` (one random image) and `pair_folder` (three pairs made with `warm_edit`), the
 plain functions `inverted_pairs(size, grid)`, `learn_interrupted_then_resumed(...)` and
-`assert_same_weights(a, b)` for training tests.
+`assert_same_weights(a, b)` for training tests, and `free_port()` for servers.
 
 Images are written with Pillow directly, not with analogize's own `save_image`, so a bug in the
 code under test cannot hide itself in the fixtures.
@@ -17,6 +17,7 @@ code under test cannot hide itself in the fixtures.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,10 @@ def pair_folder(tmp_path: Path) -> Path:
         before = random_image(24, 32, seed=10 + index)
         pairs[name] = (before, warm_edit(before))
     return make_pair_folder(tmp_path / "pairs", pairs)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

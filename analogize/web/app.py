@@ -1,0 +1,250 @@
+"""`analogize serve`: the web page over the same `Edit` surface as the command line.
+
+Two screens. Teach: drop before/after images (or a zip), pick a method and preset, learn with a
+live progress bar and loss curve, cancel, resume, download the edit file. Apply: drop photos,
+pick an edit learned here or upload one, set the strength, optionally paint where the edit acts,
+compare before and after with a slider, download one result or all of them as a zip.
+
+The page holds no state of its own: every refresh asks `Jobs` (jobs.py) what the newest training
+is doing, so a reload, or a second tab, shows the same job. Errors in what the user gave become a
+one-line message on the page (`gr.Error`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves this machine
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..errors import AnalogizeError  # noqa: E402
+from ..methods import REGISTRY  # noqa: E402
+from .jobs import RESULTS_ZIP, Jobs, TrainingStatus  # noqa: E402
+
+DEFAULT_METHOD = "colormap"
+REFRESH_SECONDS = 1.0
+PAINT_COLOUR = "#ff2d55"
+"""Half-transparent strokes, so the photo shows through where the edit will act."""
+LOSS_COLUMNS_SKIPPED = ("step", "seconds", "samples_per_second")
+
+
+def method_note(name: str) -> str:
+    method = REGISTRY[name]
+    return f"**{name}**: {method.summary}. Needs: {method.needs}."
+
+
+def status_markdown(status: TrainingStatus | None) -> str:
+    if status is None:
+        return "No training yet. Drop pairs and press **Learn**."
+    preset = f" ({status.preset})" if status.preset else ""
+    line = f"**{status.state}** · {status.method}{preset} · step {status.step} of {status.total_steps} · job `{status.job}`"
+    if status.message and status.state in ("failed", "done"):
+        line += f"\n\n{status.message}"
+    if status.state in ("cancelled", "stopped"):
+        line += "\n\nPress **Resume** to continue from the last checkpoint."
+    return line
+
+
+def progress_html(status: TrainingStatus | None) -> str:
+    if status is None or not status.total_steps:
+        return ""
+    return (f'<progress id="training-progress" value="{status.step}" max="{status.total_steps}" '
+            f'style="width:100%"></progress>')
+
+
+def loss_frame(status: TrainingStatus | None) -> pd.DataFrame:
+    """Long format for the line plot: one row per (step, loss term)."""
+    rows = [
+        {"step": entry["step"], "loss": name, "value": value}
+        for entry in (status.losses if status else [])
+        for name, value in entry.items()
+        if name not in LOSS_COLUMNS_SKIPPED and not name.startswith("lr")
+    ]
+    return pd.DataFrame(rows, columns=["step", "loss", "value"])
+
+
+def strength_map_of(painted: dict | None) -> np.ndarray | None:
+    """Where the user painted, as a (H, W) map in [0, 1]: 1 under the strokes, soft at their
+    anti-aliased edges. None when nothing was painted (the edit acts everywhere)."""
+    if not painted or not painted.get("layers"):
+        return None
+    opacity = np.max([np.asarray(layer)[..., 3] for layer in painted["layers"]], axis=0).astype(np.float32)
+    return opacity / opacity.max() if opacity.any() else None
+
+
+def one_line(error: AnalogizeError) -> gr.Error:
+    return gr.Error(str(error), print_exception=False)
+
+
+def build_app(jobs: Jobs) -> gr.Blocks:
+    with gr.Blocks(title="analogize") as app:
+        gr.Markdown("# analogize\nTeach an edit with before/after pairs, then do the same to any photo.")
+        job = gr.State(None)
+        with gr.Tabs():
+            with gr.Tab("Teach", id="teach", elem_id="teach-tab"):
+                with gr.Row():
+                    before = gr.File(label="Before images", file_count="multiple", elem_id="before-files")
+                    after = gr.File(label="After images (same file names)", file_count="multiple",
+                                    elem_id="after-files")
+                    archive = gr.File(label="…or one zip with before/ and after/", file_types=[".zip"],
+                                      elem_id="pairs-zip")
+                with gr.Row():
+                    method = gr.Dropdown(choices=list(REGISTRY), value=DEFAULT_METHOD, label="Method",
+                                         elem_id="method")
+                    preset = gr.Dropdown(label="Preset", elem_id="preset", **preset_kwargs(DEFAULT_METHOD))
+                    steps = gr.Number(None, label="Steps (empty: the preset's)", precision=0, elem_id="steps")
+                note = gr.Markdown(method_note(DEFAULT_METHOD))
+                with gr.Row():
+                    learn = gr.Button("Learn", variant="primary", elem_id="learn")
+                    cancel = gr.Button("Cancel", elem_id="cancel")
+                    resume = gr.Button("Resume", elem_id="resume")
+                status = gr.Markdown(status_markdown(None), elem_id="training-status")
+                progress = gr.HTML(elem_id="training-progress-box")
+                curve = gr.LinePlot(loss_frame(None), x="step", y="value", color="loss", label="Loss",
+                                    elem_id="loss-curve")
+                download_edit = gr.DownloadButton("Download edit file", visible=False, elem_id="download-edit")
+
+            with gr.Tab("Apply", id="apply", elem_id="apply-tab"):
+                with gr.Row():
+                    photos = gr.File(label="Photos", file_count="multiple", elem_id="photos")
+                    with gr.Column():
+                        edit_choice = gr.Dropdown(label="An edit learned here", choices=jobs.finished_edits(),
+                                                  elem_id="edit-choice")
+                        edit_upload = gr.File(label="…or an edit file", elem_id="edit-upload")
+                        strength = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Strength (1 = as learned)",
+                                             elem_id="strength")
+                painter = gr.ImageEditor(
+                    label="Optional: choose the brush and paint where the edit should act "
+                          "(nothing painted = the whole photo). The first photo is shown; the map is "
+                          "stretched to fit each photo.",
+                    type="numpy", image_mode="RGBA", sources=(), layers=False, transforms=(),
+                    brush=gr.Brush(colors=[(PAINT_COLOUR, 0.5)], color_mode="fixed"), elem_id="painter",
+                )
+                apply = gr.Button("Apply", variant="primary", elem_id="apply")
+                apply_errors = gr.Markdown(elem_id="apply-errors")
+                compare = gr.ImageSlider(label="Before / after (first photo)", type="filepath", elem_id="compare")
+                results = gr.Gallery(label="Results", elem_id="results")
+                with gr.Row():
+                    download_one = gr.File(label="Results, one by one", file_count="multiple",
+                                           elem_id="download-results")
+                    download_all = gr.DownloadButton("Download all (zip)", visible=False, elem_id="download-all")
+
+        # --- teach --------------------------------------------------------------------------------
+        def choose_method(name: str):
+            return gr.Dropdown(**preset_kwargs(name)), method_note(name)
+
+        def show(current: str | None):
+            current = current or jobs.latest_training()
+            found = jobs.training_status(current) if current else None
+            done = found is not None and found.edit_path is not None
+            return (current, status_markdown(found), progress_html(found), loss_frame(found),
+                    gr.DownloadButton(value=found.edit_path if done else None, visible=done))
+
+        def start(before_files, after_files, zip_file, method_name, preset_name, step_count):
+            try:
+                started = jobs.start_training(
+                    [Path(path) for path in before_files or []], [Path(path) for path in after_files or []],
+                    Path(zip_file) if zip_file else None, method_name, preset_name or None,
+                    int(step_count) if step_count else None,
+                )
+            except AnalogizeError as error:
+                raise one_line(error) from None
+            return show(started)
+
+        def stop(current: str | None):
+            if current:
+                jobs.cancel_training(current)
+            return show(current)
+
+        def restart(current: str | None):
+            try:
+                if current:
+                    jobs.resume_training(current)
+            except AnalogizeError as error:
+                raise one_line(error) from None
+            return show(current)
+
+        shown = [job, status, progress, curve, download_edit]
+        method.change(choose_method, method, [preset, note])
+        learn.click(start, [before, after, archive, method, preset, steps], shown, concurrency_limit=None)
+        cancel.click(stop, job, shown, concurrency_limit=None)
+        resume.click(restart, job, shown, concurrency_limit=None)
+        gr.Timer(REFRESH_SECONDS).tick(show, job, shown, concurrency_limit=None, show_progress="hidden")
+        app.load(show, job, shown)
+
+        # --- apply --------------------------------------------------------------------------------
+        def refresh_edits():
+            return gr.Dropdown(choices=jobs.finished_edits())
+
+        def photo_to_paint(files):
+            if not files:
+                return None
+            return {"background": str(files[0]), "layers": [], "composite": None}
+
+        def run_apply(files, chosen_job, uploaded_edit, strength_value, painted):
+            try:
+                if uploaded_edit:
+                    edit_path = Path(uploaded_edit)
+                elif chosen_job:
+                    edit_path = jobs.edit_of_training(chosen_job)
+                else:
+                    raise AnalogizeError("no edit chosen; pick an edit learned here or upload an edit file")
+                inputs, outputs, errors = jobs.apply(edit_path, [Path(path) for path in files or []],
+                                                     float(strength_value), strength_map_of(painted))
+            except AnalogizeError as error:
+                raise one_line(error) from None
+            if not outputs:
+                raise gr.Error("; ".join(errors), print_exception=False)
+            zipped = outputs[0].parent.parent / RESULTS_ZIP
+            return (
+                "\n".join(f"- {error}" for error in errors),
+                (str(inputs[0]), str(outputs[0])),
+                [str(path) for path in outputs],
+                [str(path) for path in outputs],
+                gr.DownloadButton(value=str(zipped), visible=True),
+            )
+
+        edit_choice.focus(refresh_edits, None, edit_choice)
+        photos.change(photo_to_paint, photos, painter)
+        apply.click(run_apply, [photos, edit_choice, edit_upload, strength, painter],
+                    [apply_errors, compare, results, download_one, download_all],
+                    concurrency_limit=1, concurrency_id="apply")
+    return app
+
+
+def preset_kwargs(name: str) -> dict:
+    method = REGISTRY[name]
+    return {"choices": list(method.presets), "value": method.default_preset, "interactive": bool(method.presets)}
+
+
+@dataclass
+class Server:
+    app: gr.Blocks
+    url: str
+    jobs: Jobs
+
+    def close(self) -> None:
+        """Stop the web server and any training it started (checkpoints stay for a resume)."""
+        self.app.close()
+        self.jobs.close()
+
+
+def serve(workdir: Path, host: str, port: int, max_upload_mb: int, *, block: bool = True) -> Server:
+    """Start the server. With `block`, serve until interrupted (Ctrl-C), then stop; otherwise
+    return the running server (tests, benchmarks)."""
+    jobs = Jobs(workdir)
+    app = build_app(jobs)
+    app.queue(default_concurrency_limit=1)
+    _, url, _ = app.launch(
+        server_name=host, server_port=port, max_file_size=f"{max_upload_mb}mb", allowed_paths=[str(jobs.workdir)],
+        ssr_mode=False, prevent_thread_lock=not block, quiet=not block, footer_links=[],
+    )
+    server = Server(app, url, jobs)
+    if block:  # launch() returned: the user pressed Ctrl-C
+        server.close()
+    return server

@@ -1,0 +1,325 @@
+"""The web app's server-side state: training jobs and apply jobs, each in its own folder.
+
+Nothing here knows about Gradio, so it is tested without a browser. The state lives on disk under
+one work folder, so a page reload (or a new browser tab) finds every job as it was:
+
+    WORKDIR/train/ID/pairs/{before,after}/   the uploaded pairs
+    WORKDIR/train/ID/job.json                method, preset, steps, what the user last asked for
+    WORKDIR/train/ID/edit.edit               the learned edit, once done
+    WORKDIR/train/ID/edit.edit.run/          checkpoints and losses.csv (progress and the loss curve)
+    WORKDIR/train/ID/log.txt                 the learn command's own output
+    WORKDIR/apply/ID/                        inputs, the strength map, results and results.zip
+
+A training is the `analogize learn` command run as a child process: cancelling stops it, resuming
+runs it again with `--resume`, and a crash in it cannot take the server down. Only one runs at a
+time. Applies run in the server process through `Edit.apply`, one request after another.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_text_atomic
+from ..editfile import load_edit
+from ..errors import AnalogizeError
+from ..images import IMAGE_SUFFIXES, load_image, save_image
+from ..methods import get_method
+from ..methods.base import Edit, TrainableConfig
+from ..pairs import PairSet, find_pair_folders
+
+JOB_ID = re.compile(r"[0-9a-f]{12}")
+EDIT_NAME = "edit.edit"
+RESULTS_ZIP = "results.zip"
+STRENGTH_MAP_NAME = "strength-map.png"
+CHECKPOINTS_PER_RUN = 20
+"""A web training is checkpointed about this many times, so a cancelled one resumes near where it was."""
+
+
+@dataclass
+class Limits:
+    """What one request may upload (file sizes are limited by the web server itself)."""
+
+    max_pairs: int = 200
+    max_photos: int = 50
+    max_unzipped_bytes: int = 1 << 30
+
+
+@dataclass
+class TrainingStatus:
+    """What the page shows about a training job."""
+
+    job: str
+    method: str
+    preset: str | None
+    state: str
+    """"running", "done", "cancelled", "stopped" (server restarted mid-run) or "failed"."""
+    step: int
+    total_steps: int
+    losses: list[dict[str, float]] = field(default_factory=list)
+    message: str = ""
+    edit_path: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Jobs:
+    """Every job of one server, under `workdir`."""
+
+    def __init__(self, workdir: Path, limits: Limits | None = None):
+        self.workdir = Path(workdir).resolve()
+        self.limits = limits or Limits()
+        (self.workdir / "train").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "apply").mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._processes: dict[str, subprocess.Popen] = {}
+        self._edits: dict[tuple[str, float], Edit] = {}
+
+    # --- training ---------------------------------------------------------------------------------
+
+    def start_training(self, before: list[Path], after: list[Path], archive: Path | None, method: str,
+                       preset: str | None, steps: int | None) -> str:
+        """Check the uploads and settings, then start learning; returns the job id."""
+        chosen = get_method(method)
+        config = chosen.make_config(preset, steps=steps)
+        with self._lock:
+            running = self._running_job()
+            if running is not None:
+                raise AnalogizeError(f"training job {running} is still running; wait for it or cancel it first")
+            job = secrets.token_hex(6)
+            folder = self.workdir / "train" / job
+            try:
+                self._write_pairs(folder / "pairs", before, after, archive)
+                pairs = PairSet.from_folder(folder / "pairs")
+            except AnalogizeError:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            settings = {"method": chosen.name, "preset": preset or chosen.default_preset,
+                        "steps": getattr(config, "steps", 0), "pairs": len(pairs), "created": time.time(),
+                        "trainable": isinstance(config, TrainableConfig), "wanted": "run"}
+            write_text_atomic(folder / "job.json", json.dumps(settings, indent=2))
+            self._launch(job, resume=False)
+            return job
+
+    def cancel_training(self, job: str) -> None:
+        with self._lock:
+            self._update(job, wanted="cancel")
+            process = self._processes.get(job)
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGINT)  # the CLI stops cleanly; checkpoints stay
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    def resume_training(self, job: str) -> None:
+        with self._lock:
+            running = self._running_job()
+            if running is not None:
+                raise AnalogizeError(f"training job {running} is still running; wait for it or cancel it first")
+            if self.training_status(job).state == "done":
+                raise AnalogizeError(f"training job {job} has finished; there is nothing to resume")
+            self._update(job, wanted="run")
+            self._launch(job, resume=True)
+
+    def latest_training(self) -> str | None:
+        """The newest training job (what a freshly loaded page shows)."""
+        jobs = [folder for folder in (self.workdir / "train").iterdir() if (folder / "job.json").is_file()]
+        if not jobs:
+            return None
+        return max(jobs, key=lambda folder: json.loads((folder / "job.json").read_text())["created"]).name
+
+    def finished_edits(self) -> list[tuple[str, str]]:
+        """(label, job id) of every training that has produced an edit, newest first."""
+        found = []
+        for folder in (self.workdir / "train").iterdir():
+            if (folder / EDIT_NAME).is_file() and (folder / "job.json").is_file():
+                settings = json.loads((folder / "job.json").read_text())
+                label = f"{settings['method']} from {settings['pairs']} pair(s) · {time.strftime('%H:%M:%S', time.localtime(settings['created']))} · {folder.name}"
+                found.append((settings["created"], label, folder.name))
+        return [(label, job) for _, label, job in sorted(found, reverse=True)]
+
+    def training_status(self, job: str) -> TrainingStatus:
+        folder = self._folder("train", job)
+        settings = json.loads((folder / "job.json").read_text())
+        losses = read_losses(folder / f"{EDIT_NAME}.run" / "losses.csv")
+        step = int(losses[-1]["step"]) if losses else 0
+        process = self._processes.get(job)
+        edit = folder / EDIT_NAME
+        message = ""
+        if process is not None and process.poll() is None:
+            state = "running"
+        elif edit.is_file():
+            state, step = "done", settings["steps"]
+            message = last_line(folder / "log.txt")
+        elif settings["wanted"] == "cancel":
+            state = "cancelled"
+        elif process is None:
+            state = "stopped"
+        else:
+            state, message = "failed", last_line(folder / "log.txt")
+        return TrainingStatus(job, settings["method"], settings["preset"], state, step, settings["steps"], losses,
+                              message, str(edit) if edit.is_file() else None)
+
+    def _launch(self, job: str, *, resume: bool) -> None:
+        folder = self._folder("train", job)
+        settings = json.loads((folder / "job.json").read_text())
+        command = [sys.executable, "-m", "analogize", "learn", str(folder / "pairs"), "-o", str(folder / EDIT_NAME),
+                   "--method", settings["method"], "--quiet"]
+        if settings["preset"]:
+            command += ["--preset", settings["preset"]]
+        if settings["trainable"]:
+            command += ["--steps", str(settings["steps"]),
+                        "--checkpoint-every", str(max(1, settings["steps"] // CHECKPOINTS_PER_RUN))]
+        if resume:
+            command.append("--resume")
+        with (folder / "log.txt").open("a") as log:
+            self._processes[job] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                                    stdin=subprocess.DEVNULL)
+
+    def _running_job(self) -> str | None:
+        return next((job for job, process in self._processes.items() if process.poll() is None), None)
+
+    def _update(self, job: str, **changes) -> None:
+        path = self._folder("train", job) / "job.json"
+        write_text_atomic(path, json.dumps({**json.loads(path.read_text()), **changes}, indent=2))
+
+    def _write_pairs(self, folder: Path, before: list[Path], after: list[Path], archive: Path | None) -> None:
+        if archive is not None:
+            unpack_pairs(archive, folder, self.limits.max_unzipped_bytes)
+            count = len(list(find_pair_folders(folder)[0].iterdir()))
+        else:
+            if not before or not after:
+                raise AnalogizeError("no pairs uploaded; drop the before images and the after images "
+                                     "(matched by file name), or one zip with before/ and after/ folders")
+            for side, files in (("before", before), ("after", after)):
+                (folder / side).mkdir(parents=True, exist_ok=True)
+                for path in files:
+                    shutil.copyfile(path, folder / side / Path(path).name)
+            count = len(before)
+        if count > self.limits.max_pairs:
+            raise AnalogizeError(f"{count} pairs uploaded; the limit is {self.limits.max_pairs}: use fewer pairs, "
+                                 "or the command line for large sets")
+
+    # --- applying ---------------------------------------------------------------------------------
+
+    def apply(self, edit_path: Path, photos: list[Path], strength: float,
+              strength_map: np.ndarray | None) -> tuple[list[Path], list[Path], list[str]]:
+        """Edit each photo; returns (inputs kept, results, one-line errors), all inside a new
+        apply folder, whose results.zip holds the results and the strength map used."""
+        if not photos:
+            raise AnalogizeError("no photos uploaded; drop one or more photos to edit")
+        if len(photos) > self.limits.max_photos:
+            raise AnalogizeError(f"{len(photos)} photos uploaded; the limit is {self.limits.max_photos} per "
+                                 "request: send fewer at a time, or use `analogize apply` for folders")
+        edit = self._load_edit(edit_path)
+        folder = self.workdir / "apply" / secrets.token_hex(6)
+        folder.mkdir(parents=True)
+        if strength_map is not None:
+            save_image(np.repeat(strength_map[..., None], 3, axis=2), folder / STRENGTH_MAP_NAME)
+            strength_map = load_image(folder / STRENGTH_MAP_NAME)  # exactly what the CLI would read
+        inputs, results, errors = [], [], []
+        for photo in photos:
+            photo = Path(photo)
+            try:
+                image = load_image(photo)
+                result = edit.apply(image, strength=strength, strength_map=strength_map)
+            except AnalogizeError as error:
+                errors.append(f"{photo.name}: {error}".replace(f"{photo}: ", ""))
+                continue
+            kept = folder / "inputs" / photo.name
+            kept.parent.mkdir(exist_ok=True)
+            shutil.copyfile(photo, kept)
+            output = folder / "results" / f"{photo.stem}.png"
+            save_image(result, output)
+            inputs.append(kept)
+            results.append(output)
+        if results:
+            with zipfile.ZipFile(folder / RESULTS_ZIP, "w") as archive:
+                for output in results:
+                    archive.write(output, output.name)
+                if strength_map is not None:
+                    archive.write(folder / STRENGTH_MAP_NAME, STRENGTH_MAP_NAME)
+        return inputs, results, errors
+
+    def edit_of_training(self, job: str) -> Path:
+        path = self._folder("train", job) / EDIT_NAME
+        if not path.is_file():
+            raise AnalogizeError(f"training job {job} has no edit yet; wait for it to finish")
+        return path
+
+    def _load_edit(self, path: Path) -> Edit:
+        key = (str(path), path.stat().st_mtime)
+        if key not in self._edits:
+            self._edits[key] = load_edit(path)
+        return self._edits[key]
+
+    def _folder(self, kind: str, job: str) -> Path:
+        """A job's folder; ids come from the page, so anything but our own id format is refused."""
+        if not JOB_ID.fullmatch(job or ""):
+            raise AnalogizeError(f"{job!r} is not a job id of this server; reload the page")
+        folder = self.workdir / kind / job
+        if not folder.is_dir():
+            raise AnalogizeError(f"job {job} does not exist on this server; reload the page")
+        return folder
+
+    def close(self) -> None:
+        """Stop a running training (the server is shutting down); its checkpoints stay."""
+        for job, process in list(self._processes.items()):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=30)
+
+
+def read_losses(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as file:
+        return [{key: float(value) for key, value in row.items() if value not in ("", None)}
+                for row in csv.DictReader(file) if row.get("step")]
+
+
+def last_line(path: Path) -> str:
+    lines = path.read_text(errors="replace").strip().splitlines() if path.is_file() else []
+    return lines[-1] if lines else ""
+
+
+def unpack_pairs(archive: Path, folder: Path, max_bytes: int) -> None:
+    """Extract the images of a zip of a pairs folder, refusing unsafe paths and zip bombs."""
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            members = [info for info in zipped.infolist()
+                       if not info.is_dir() and Path(info.filename).suffix.lower() in IMAGE_SUFFIXES]
+            if sum(info.file_size for info in members) > max_bytes:
+                raise AnalogizeError(f"{archive.name}: unpacks to more than {max_bytes >> 20} MB; send a smaller zip")
+            for info in members:
+                relative = Path(info.filename)
+                if relative.is_absolute() or ".." in relative.parts:
+                    raise AnalogizeError(f"{archive.name}: holds an unsafe path {info.filename!r}; zip the pairs folder itself")
+                target = folder / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zipped.open(info) as source, target.open("wb") as destination:
+                    shutil.copyfileobj(source, destination)
+    except zipfile.BadZipFile:
+        raise AnalogizeError(f"{archive.name}: is not a zip file; zip a folder with before/ and after/ inside") from None
+    # A zip of the pairs folder itself holds one top folder; look inside it.
+    entries = [entry for entry in folder.iterdir()] if folder.is_dir() else []
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].name.lower() in ("before", "after"):
+        for inner in entries[0].iterdir():
+            os.replace(inner, folder / inner.name)
+        entries[0].rmdir()

@@ -1,0 +1,187 @@
+"""The web app in a real browser: Playwright drives Debian's Chromium (headless) against a server
+started in this process. Screenshots of each screen go to the test's folder, and to
+$ANALOGIZE_SCREENSHOTS (docs/images when refreshing the docs) when that is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analogize.cli import main
+from analogize.bench.corpus import photos
+from analogize.images import load_image, resize
+from conftest import free_port, warm_edit, write_image
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+TRAINING_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from analogize.web.app import serve
+
+    workdir = tmp_path_factory.mktemp("serve")
+    server = serve(workdir, "127.0.0.1", free_port(), max_upload_mb=5, block=False)
+    yield server.url, workdir
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    opened = context.new_page()
+    opened.set_default_timeout(30_000)
+    opened.goto(server[0])
+    opened.wait_for_selector("#learn")
+    yield opened
+    context.close()
+
+
+def screenshot(page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    destination = os.environ.get("ANALOGIZE_SCREENSHOTS")
+    if destination:
+        shutil.copyfile(path, Path(destination) / f"{name}.png")
+
+
+def choose(page, elem_id: str, option: str) -> None:
+    """Pick `option` in a Gradio dropdown."""
+    page.locator(f"#{elem_id} input").click()
+    page.locator("li[role=option]", has_text=option).first.click()
+
+
+def upload(page, elem_id: str, files: list[Path]) -> None:
+    page.locator(f"#{elem_id} input[type=file]").set_input_files([str(path) for path in files])
+
+
+def real_photo(index: int, width: int, height: int) -> np.ndarray:
+    """A photo that ships with an installed package (so the screenshots show something real)."""
+    return resize(photos()[index].load(), (width, height))
+
+
+def pair_files(folder: Path, count: int = 3) -> tuple[list[Path], list[Path]]:
+    before, after = [], []
+    for index in range(count):
+        image = real_photo(index, 48, 40)
+        before.append(write_image(image, folder / "before" / f"p{index}.png"))
+        after.append(write_image(warm_edit(image), folder / "after" / f"p{index}.png"))
+    return before, after
+
+
+def wait_for_status(page, text: str, timeout: int = TRAINING_TIMEOUT_MS) -> None:
+    page.locator("#training-status", has_text=text).wait_for(timeout=timeout)
+
+
+def test_teach_apply_paint_and_download_match_the_command_line(page, server, tmp_path):
+    before, after = pair_files(tmp_path / "pairs")
+    upload(page, "before-files", before)
+    upload(page, "after-files", after)
+    choose(page, "method", "pix2pix")
+    choose(page, "preset", "tiny")
+    page.locator("#steps input").fill("12")
+    page.click("#learn")
+    wait_for_status(page, "done")
+    progress = page.locator("#training-progress")
+    assert progress.get_attribute("value") == progress.get_attribute("max") == "12"
+    with page.expect_download() as download:
+        page.click("#download-edit")
+    edit_path = tmp_path / "downloaded.edit"
+    download.value.save_as(edit_path)
+    screenshot(page, tmp_path, "web-teach")
+
+    photo_files = [write_image(real_photo(3 + index, 220, 150), tmp_path / "photos" / f"photo{index}.png")
+                   for index in range(2)]
+    page.get_by_role("tab", name="Apply").click()
+    upload(page, "photos", photo_files)
+    page.locator("#edit-choice input").click()
+    page.locator("li[role=option]", has_text="pix2pix").first.click()
+    canvas = page.locator("#painter canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(500)  # the editor lays the photo out before it takes strokes
+    page.click("#painter button[aria-label=Brush]")
+    box = canvas.bounding_box()
+    # One stroke left of the centre, where the photo is shown.
+    page.mouse.move(box["x"] + box["width"] * 0.44, box["y"] + box["height"] * 0.4)
+    page.mouse.down()
+    for fraction in np.linspace(0.44, 0.48, 6):
+        page.mouse.move(box["x"] + box["width"] * fraction, box["y"] + box["height"] * 0.5, steps=3)
+    page.mouse.up()
+    page.click("#apply")
+    page.locator("#compare img").first.wait_for()
+    screenshot(page, tmp_path, "web-apply")
+    with page.expect_download() as download:
+        page.click("#download-all")
+    zipped = tmp_path / "results.zip"
+    download.value.save_as(zipped)
+    web_results = tmp_path / "web-results"
+    with zipfile.ZipFile(zipped) as archive:
+        archive.extractall(web_results)
+    assert sorted(path.name for path in web_results.iterdir()) == ["photo0.png", "photo1.png", "strength-map.png"]
+
+    strength_map = load_image(web_results / "strength-map.png")
+    assert 0 < (strength_map > 0).mean() < 0.5  # the stroke, not the whole photo
+    cli_results = tmp_path / "cli-results"
+    assert main([str(arg) for arg in ["apply", edit_path, *photo_files, "-o", cli_results,
+                                      "--strength-map", web_results / "strength-map.png", "--quiet"]]) == 0
+    untouched = strength_map.mean(axis=2) == 0  # the map has the first photo's size
+    for photo in photo_files:
+        from_web, from_cli = load_image(web_results / photo.name), load_image(cli_results / photo.name)
+        assert np.array_equal(from_web, from_cli)
+        original = load_image(photo)
+        assert np.abs(from_web[untouched] - original[untouched]).max() <= 1 / 255 + 1e-6
+        assert np.abs(from_web[~untouched] - original[~untouched]).max() > 0.1
+
+
+def test_an_upload_that_is_not_an_image_shows_the_error_in_the_page(page, tmp_path):
+    broken = tmp_path / "pairs"
+    for side in ("before", "after"):
+        (broken / side).mkdir(parents=True)
+        (broken / side / "p0.png").write_text("this is text, not a photo")
+    upload(page, "before-files", [broken / "before" / "p0.png"])
+    upload(page, "after-files", [broken / "after" / "p0.png"])
+    page.click("#learn")
+    page.get_by_text("not an image Pillow can read").first.wait_for()
+    assert page.locator("#training-status", has_text="running").count() == 0
+
+
+def test_a_reload_during_training_keeps_its_progress(page, server, tmp_path):
+    before, after = pair_files(tmp_path / "pairs")
+    upload(page, "before-files", before)
+    upload(page, "after-files", after)
+    choose(page, "method", "pix2pix")
+    choose(page, "preset", "tiny")
+    page.locator("#steps input").fill("100000")
+    page.click("#learn")
+    wait_for_status(page, "running")
+    page.wait_for_function("document.querySelector('#training-progress')?.value > 0", timeout=TRAINING_TIMEOUT_MS)
+    job = page.locator("#training-status code").inner_text()
+    page.reload()
+    page.wait_for_selector("#learn")
+    wait_for_status(page, job)
+    assert "running" in page.locator("#training-status").inner_text()
+    assert int(page.locator("#training-progress").get_attribute("value")) > 0
+    page.click("#cancel")
+    wait_for_status(page, "cancelled")
+    page.click("#resume")
+    wait_for_status(page, "running")
+    page.click("#cancel")
+    wait_for_status(page, "cancelled")

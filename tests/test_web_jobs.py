@@ -1,0 +1,139 @@
+"""The web app's server side without a browser: jobs, limits and what the server refuses."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+import zipfile
+
+import numpy as np
+import pytest
+
+from analogize.cli import build_parser
+from analogize.errors import AnalogizeError
+from analogize.images import load_image
+from analogize.web.jobs import Jobs, Limits
+from conftest import free_port, random_image, warm_edit, write_image
+
+
+def pair_files(folder, count=2):
+    before, after = [], []
+    for index in range(count):
+        image = random_image(24, 32, seed=index)
+        before.append(write_image(image, folder / "before" / f"p{index}.png"))
+        after.append(write_image(warm_edit(image), folder / "after" / f"p{index}.png"))
+    return before, after
+
+
+def wait_until_finished(jobs: Jobs, job: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while (status := jobs.training_status(job)).state == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return status
+
+
+def test_a_training_job_learns_and_its_edit_applies(tmp_path):
+    jobs = Jobs(tmp_path / "work")
+    before, after = pair_files(tmp_path / "upload")
+    job = jobs.start_training(before, after, None, "colormap", None, None)
+    status = wait_until_finished(jobs, job)
+    assert status.state == "done", status.message
+    assert jobs.latest_training() == job
+    assert [name for _, name in jobs.finished_edits()] == [job]
+
+    photo = write_image(random_image(20, 30, seed=9), tmp_path / "photo.png")
+    strength_map = np.zeros((10, 15), np.float32)
+    strength_map[:, :7] = 1.0
+    inputs, results, errors = jobs.apply(jobs.edit_of_training(job), [photo], 1.0, strength_map)
+    assert errors == [] and len(results) == 1
+    result, original = load_image(results[0]), load_image(photo)
+    assert np.abs(result[:, 16:] - original[:, 16:]).max() <= 1 / 255 + 1e-6
+    assert np.abs(result[:, :12] - warm_edit(original)[:, :12]).mean() < 0.03
+    with zipfile.ZipFile(results[0].parent.parent / "results.zip") as archive:
+        assert sorted(archive.namelist()) == ["photo.png", "strength-map.png"]
+
+
+def test_only_one_training_runs_at_a_time(tmp_path):
+    jobs = Jobs(tmp_path / "work")
+    before, after = pair_files(tmp_path / "upload")
+    job = jobs.start_training(before, after, None, "pix2pix", "tiny", 100_000)
+    try:
+        with pytest.raises(AnalogizeError, match=f"training job {job} is still running"):
+            jobs.start_training(before, after, None, "colormap", None, None)
+    finally:
+        jobs.cancel_training(job)
+    assert jobs.training_status(job).state == "cancelled"
+
+
+def test_a_zip_of_a_pairs_folder_is_unpacked(tmp_path):
+    before, after = pair_files(tmp_path / "mine")
+    archive = tmp_path / "pairs.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in before + after:
+            zipped.write(path, f"mine/{path.parent.name}/{path.name}")
+    jobs = Jobs(tmp_path / "work")
+    job = jobs.start_training([], [], archive, "colormap", None, None)
+    assert wait_until_finished(jobs, job).state == "done"
+
+
+@pytest.mark.parametrize("member, message", [("../escape/p0.png", "unsafe path"), ("/abs/p0.png", "unsafe path")])
+def test_a_zip_reaching_outside_its_folder_is_refused(tmp_path, member, message):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr(member, b"not really")
+    with pytest.raises(AnalogizeError, match=message):
+        Jobs(tmp_path / "work").start_training([], [], archive, "colormap", None, None)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_uploads_over_the_limits_are_refused_with_the_way_out(tmp_path):
+    jobs = Jobs(tmp_path / "work", Limits(max_pairs=1, max_photos=1, max_unzipped_bytes=10))
+    before, after = pair_files(tmp_path / "upload")
+    with pytest.raises(AnalogizeError, match="2 pairs uploaded; the limit is 1"):
+        jobs.start_training(before, after, None, "colormap", None, None)
+    archive = tmp_path / "big.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("before/p0.png", b"x" * 100)
+    with pytest.raises(AnalogizeError, match="unpacks to more than"):
+        jobs.start_training([], [], archive, "colormap", None, None)
+    with pytest.raises(AnalogizeError, match="2 photos uploaded; the limit is 1"):
+        jobs.apply(tmp_path / "any.edit", before, 1.0, None)
+    assert list((tmp_path / "work" / "train").iterdir()) == []  # refused uploads leave nothing behind
+
+
+def test_job_ids_from_the_page_cannot_name_other_folders(tmp_path):
+    jobs = Jobs(tmp_path / "work")
+    for job in ("../../etc", "..", "", "ABCDEF123456"):
+        with pytest.raises(AnalogizeError, match="reload the page"):
+            jobs.training_status(job)
+
+
+def test_a_broken_photo_is_reported_and_the_rest_are_edited(tmp_path):
+    jobs = Jobs(tmp_path / "work")
+    before, after = pair_files(tmp_path / "upload")
+    job = jobs.start_training(before, after, None, "colormap", None, None)
+    wait_until_finished(jobs, job)
+    good = write_image(random_image(8, 8), tmp_path / "good.png")
+    broken = tmp_path / "broken.png"
+    broken.write_text("no")
+    _, results, errors = jobs.apply(jobs.edit_of_training(job), [broken, good], 1.0, None)
+    assert [path.name for path in results] == ["good.png"]
+    assert len(errors) == 1 and errors[0].startswith("broken.png: ") and "\n" not in errors[0]
+
+
+def test_the_server_listens_on_this_machine_only_and_serves_no_other_files(tmp_path):
+    from analogize.web.app import serve
+
+    assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+    server = serve(tmp_path / "work", "127.0.0.1", free_port(), 5, block=False)
+    url = server.url
+    try:
+        secret = tmp_path / "secret.txt"
+        secret.write_text("private")
+        for path in (secret, "/etc/passwd", "../../../../etc/passwd"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"{url}gradio_api/file={path}")
+            assert refused.value.code in (403, 404)
+    finally:
+        server.close()
