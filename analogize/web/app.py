@@ -113,8 +113,10 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                 with gr.Row():
                     photos = gr.File(label="Photos", file_count="multiple", elem_id="photos")
                     with gr.Column():
+                        # Any job id is accepted (and checked by Jobs): the list is only as
+                        # fresh as the page, while a script may name an edit learned since.
                         edit_choice = gr.Dropdown(label="An edit learned here", choices=jobs.finished_edits(),
-                                                  elem_id="edit-choice")
+                                                  allow_custom_value=True, elem_id="edit-choice")
                         edit_upload = gr.File(label="…or an edit file", elem_id="edit-upload")
                         strength = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Strength (1 = as learned)",
                                              elem_id="strength")

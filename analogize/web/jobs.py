@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ JOB_ID = re.compile(r"[0-9a-f]{12}")
 EDIT_NAME = "edit.edit"
 RESULTS_ZIP = "results.zip"
 STRENGTH_MAP_NAME = "strength-map.png"
+EDITS_KEPT_LOADED = 4
 CHECKPOINTS_PER_RUN = 20
 """A web training is checkpointed about this many times, so a cancelled one resumes near where it was."""
 
@@ -88,7 +90,7 @@ class Jobs:
         (self.workdir / "apply").mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._processes: dict[str, subprocess.Popen] = {}
-        self._edits: dict[tuple[str, float], Edit] = {}
+        self._edits: OrderedDict[tuple[str, float], Edit] = OrderedDict()
 
     # --- training ---------------------------------------------------------------------------------
 
@@ -264,9 +266,13 @@ class Jobs:
         return path
 
     def _load_edit(self, path: Path) -> Edit:
+        """Loaded edits are kept for the next request, the few most recent only."""
         key = (str(path), path.stat().st_mtime)
         if key not in self._edits:
             self._edits[key] = load_edit(path)
+            while len(self._edits) > EDITS_KEPT_LOADED:
+                self._edits.popitem(last=False)
+        self._edits.move_to_end(key)
         return self._edits[key]
 
     def _folder(self, kind: str, job: str) -> Path:
