@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue from the newest checkpoint in OUTPUT.run/")
     learn.add_argument("--resize-pairs", action="store_true",
                        help="resize after images whose size differs from their before image")
+    learn.add_argument("--base-model", help="pretrained diffusers pipeline (folder or cached hub id) for "
+                                            "methods that build on one (pairedit)")
     training = learn.add_argument_group("training (trainable methods; defaults from the preset)")
     training.add_argument("--checkpoint-every", type=int, help="steps between checkpoints in OUTPUT.run/")
     training.add_argument("--gradient-accumulation", type=int, dest="gradient_accumulation_steps",
@@ -108,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
     demo.set_defaults(handler=run_demo_command)
 
+    export = commands.add_parser("export", help="write a LoRA edit's LoRAs for diffusers and kohya/ComfyUI")
+    export.add_argument("edit", type=Path)
+    export.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
+    export.set_defaults(handler=run_export, quiet=True, max_pixels=DEFAULT_MAX_PIXELS)
+
     serve = commands.add_parser("serve", help="the web app: teach and apply edits in the browser")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: this machine only; 0.0.0.0 = every network)")
@@ -132,7 +139,7 @@ def run_learn(args: argparse.Namespace) -> int:
     config = method.make_config(
         args.preset, steps=args.steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
-        log_with=args.log_with,
+        log_with=args.log_with, base_model=args.base_model,
     )
     pairs = PairSet.from_folder(args.pairs, resize_mismatched=args.resize_pairs, max_pixels=args.max_pixels)
     run_dir = args.output.with_name(args.output.name + ".run")
@@ -272,6 +279,18 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from .bench.demo import run_demo
 
     run_demo(args.out, progress=args.progress)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .editfile import load_edit
+    from .methods.pairedit import PairEditEdit, export_loras
+
+    edit = load_edit(args.edit)
+    if not isinstance(edit, PairEditEdit):
+        raise AnalogizeError(f"{args.edit}: a {edit.method} edit has no LoRAs to export; export works on pairedit edits")
+    for path in export_loras(edit, args.output):
+        print(path)
     return 0
 
 

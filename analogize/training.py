@@ -12,8 +12,8 @@ docs/scale-out.md):
   each process draws its own batches and accelerate averages their gradients;
 - gradient accumulation: each step sums the gradients of `gradient_accumulation_steps` batches
   (accelerate's `accumulate`: no gradient sync between processes until the last one) and updates once;
-- checkpoints: `run_dir/checkpoints/step-000123/` holds accelerate's `save_state` (weights as
-  safetensors; optimizer, gradient-scaler and RNG state), one `ema-NAME.safetensors` per averaged
+- checkpoints: `run_dir/checkpoints/step-000123/` holds accelerate's `save_state` (the weights
+  that train, as safetensors — frozen ones are left out; optimizer, gradient-scaler and RNG state), one `ema-NAME.safetensors` per averaged
   module and `state.json` (step and fingerprint). Each is written into a hidden staging folder and
   renamed into place, so a crash never leaves half a checkpoint; only the newest few are kept;
 - resume: continue from the newest checkpoint. A run resumed on the same machine with the same
@@ -194,6 +194,7 @@ def run_training(
 
     accelerator = make_accelerator(settings, run_dir)
     check_data_parallel(accelerator)
+    accelerator.register_save_state_pre_hook(drop_frozen_weights)
     set_seed(settings.seed, device_specific=True)
     # Averaged copies are made before `prepare`, which may patch `forward` for mixed precision.
     ema = {
@@ -387,9 +388,19 @@ def checkpoint_to_resume(checkpoints: Path, fingerprint: dict[str, Any], steps: 
     return checkpoint
 
 
+def drop_frozen_weights(models: list[nn.Module], weights: list[dict[str, torch.Tensor]], _folder: str) -> None:
+    """Checkpoints keep the weights that train, not frozen ones (a pretrained backbone under
+    LoRAs: gigabytes that never change and that the task loads from where it got them)."""
+    for model, state in zip(models, weights):
+        for name, parameter in model.named_parameters():
+            if not parameter.requires_grad:
+                state.pop(name, None)
+
+
 def load_checkpoint(accelerator: Accelerator, checkpoint: Path, ema: dict[str, AveragedModel]) -> int:
-    """Load `checkpoint` into the prepared modules, optimizers, RNGs and averages; return its step."""
-    accelerator.load_state(str(checkpoint))
+    """Load `checkpoint` into the prepared modules, optimizers, RNGs and averages; return its step.
+    Not strict: a checkpoint holds only the weights that train (`drop_frozen_weights`)."""
+    accelerator.load_state(str(checkpoint), strict=False)
     for name, averaged in ema.items():
         averaged.load_state_dict(load_file(checkpoint / f"ema-{name}.safetensors"))  # copied onto the device
     logger.info("resumed from %s", checkpoint)

@@ -7,9 +7,10 @@ from .base import Edit, Method, MethodConfig
 from .colormap import ColorMap
 from .fewshot import FewShot
 from .identity import Identity
+from .pairedit import PairEdit
 from .pix2pix import Pix2Pix
 
-REGISTRY: dict[str, Method] = {method.name: method for method in (Identity(), ColorMap(), Pix2Pix(), FewShot())}
+REGISTRY: dict[str, Method] = {method.name: method for method in (Identity(), ColorMap(), Pix2Pix(), FewShot(), PairEdit())}
 
 
 def get_method(name: str, source: str = "--method") -> Method:

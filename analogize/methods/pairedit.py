@@ -1,0 +1,375 @@
+"""pairedit: PairEdit (Mao et al., NeurIPS 2025) — an edit learned as two LoRAs on a pretrained
+diffusion model, from one or a few (A, B) pairs and no text.
+
+Training (one pair per step, as the original): a noise level t from the backbone's 28-level grid,
+one ε shared by both images, and the content-preserving noised input (docs/methods/pairedit.md
+derives the ε- and v-prediction forms from the flow-matching one):
+
+    flow matching (FLUX):  x_t = x_0^A + σ_t·β·ε
+    ε / v (SD 1.x, 2.x):   x_t = √ᾱ_t·x_0^A + √(1 − ᾱ_t)·β·ε
+
+Two LoRAs on every attention projection of the frozen denoiser, trained jointly, each by its own
+loss. Each target is the model output whose clean-image estimate x̂_0 is
+- content  (θ + θc; only θc learns): x̂_0 = x_0^A — reproduce A;
+- semantic (θ + θc + θs; only θs learns): x̂_0 = x_0^A − σ_t·η·(x_0^A − x_0^B) — a step of size
+  σ_t·η from A towards B (σ_t: the flow σ of the level's signal-to-noise ratio),
+expressed in the model's parametrisation by `Backbone.output_for`. For flow matching this is the
+paper's v_c = β·ε and v_s = β·ε + η·(x_0^A − x_0^B).
+
+Applying to a photo (the original's real-image editing): fit an "inversion" LoRA to the photo,
+then sample from noise with it on; from step `skip` on, the velocity is
+v_content + guidance·(v_semantic − v_content), guidance = semantic_cfg × strength.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch import nn
+
+from ..backbones import Backbone, BackboneConfig, Level, load_backbone
+from ..errors import AnalogizeError
+from ..images import resize
+from ..pairs import PairSet
+from ..training import run_training
+from .base import Edit, Method, MethodConfig, TrainableConfig, blend, check_apply_inputs, strength_weight
+
+ATTENTION_PROJECTIONS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
+"""Every Linear of every attention module (FLUX's joint attention has the add_* ones; SD's not)."""
+CONTENT, SEMANTIC, INVERSION = "content", "semantic", "inversion"
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Tests and CPU checks on a tiny random backbone (tiny_backbones.py): seconds.
+    "tiny": dict(resolution=32, steps=30, rank=4, inversion_steps=20, sample_steps=6, skip=3, checkpoint_every=0),
+    # The original on one GPU: FLUX.1-dev in bf16 at 512 px.
+    "gpu": dict(dtype="bf16", resolution=512, checkpoint_every=100),
+}
+
+
+@dataclass
+class PairEditConfig(TrainableConfig, BackboneConfig):
+    """Defaults are the original's (xudonmao/PairEdit, config/train_image.yaml)."""
+
+    steps: int = 500
+    """Training iterations, one pair each."""
+    checkpoint_every: int = 100
+    learning_rate: float = 2e-3
+    """AdamW learning rate of both LoRAs, constant."""
+    rank: int = 16
+    """Rank of every LoRA."""
+    alpha: float = 1.0
+    """LoRA alpha: the update is scaled by alpha / rank (Concept Sliders' convention)."""
+    eta: float = 4.0
+    """η, the guidance-direction strength: how far the semantic target moves x̂_0 towards B."""
+    noise_scale: float = 1.0
+    """β of the content-preserving noise (the original's README example uses 3)."""
+    grid_steps: int = 28
+    """Levels of the backbone's noise grid training draws from (the original's num_inference_steps)."""
+    first_level: int = 0
+    """Lowest grid index trained on (0 = the noisiest level)."""
+    last_level: int = 27
+    """Highest grid index trained on."""
+    inversion_steps: int = 1500
+    """Iterations of the inversion LoRA fitted to each photo when applying."""
+    inversion_rank: int = 16
+    sample_steps: int = 28
+    """Sampler steps when applying (Euler for flow matching, DDIM otherwise)."""
+    skip: int = 14
+    """Steps taken with the content LoRAs only, so the layout comes from the photo."""
+    semantic_cfg: float = 0.75
+    """Guidance of the semantic LoRA at strength 1 (the original's semantic_cfg_scale)."""
+
+    resumable_changes: ClassVar[tuple[str, ...]] = TrainableConfig.resumable_changes + (
+        "inversion_steps", "inversion_rank", "sample_steps", "skip", "semantic_cfg", "device", "cpu_offload")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.first_level <= self.last_level < self.grid_steps:
+            raise AnalogizeError(f"pairedit: levels {self.first_level}..{self.last_level} are not inside the "
+                                 f"{self.grid_steps}-level grid; give 0 <= first_level <= last_level < grid_steps")
+        if not 0 <= self.skip < self.sample_steps:
+            raise AnalogizeError(f"pairedit: skip {self.skip} must lie in [0, sample_steps = {self.sample_steps})")
+        if min(self.rank, self.inversion_rank, self.steps) < 1:
+            raise AnalogizeError("pairedit: rank, inversion_rank and steps must be at least 1")
+
+
+# --- the formulas ---------------------------------------------------------------------------------
+
+
+def content_preserving_noised(clean: torch.Tensor, noise: torch.Tensor, level: Level, beta: float,
+                              prediction: str) -> torch.Tensor:
+    """x_t with the clean latent kept at full strength (flow) or at the model's own signal scale."""
+    if prediction == "flow":
+        return clean + level.sigma * beta * noise
+    return level.signal * clean + level.noise * beta * noise
+
+
+def pairedit_targets(backbone: Backbone, source: torch.Tensor, target: torch.Tensor, noise: torch.Tensor,
+                     level: Level, beta: float, eta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_t, content target, semantic target) for latents of A (`source`) and B (`target`)."""
+    noised = content_preserving_noised(source, noise, level, beta, backbone.prediction)
+    goals = (source, source - level.sigma * eta * (source - target))  # the x̂_0 each LoRA should give
+    # The ε̂ that goes with each goal is fixed by x_t = signal·x̂_0 + noise·ε̂.
+    outputs = [backbone.output_for(goal, (noised - level.signal * goal) / level.noise, level) for goal in goals]
+    return noised, outputs[0], outputs[1]
+
+
+# --- LoRAs on the denoiser ------------------------------------------------------------------------
+
+
+def add_lora(denoiser: nn.Module, name: str, rank: int, alpha: float) -> list[nn.Parameter]:
+    """A LoRA adapter `name` on every attention projection; returns its parameters."""
+    from peft import LoraConfig
+
+    present = {module_name.rsplit(".", 1)[-1] for module_name, _ in denoiser.named_modules()}
+    targets = [target for target in ATTENTION_PROJECTIONS if target.rsplit(".", 1)[-1] in present]
+    with warnings.catch_warnings():  # peft warns on every adapter after the first; several are the point here
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian",
+                                        target_modules=targets), adapter_name=name)
+    return lora_parameters(denoiser, name)
+
+
+def lora_parameters(denoiser: nn.Module, name: str) -> list[nn.Parameter]:
+    return [parameter for parameter_name, parameter in denoiser.named_parameters() if f".{name}." in parameter_name]
+
+
+def use_loras(denoiser: nn.Module, weights: dict[str, float], trained: str | None) -> None:
+    """Switch on the adapters in `weights` at those scales; only `trained` gets gradients."""
+    denoiser.set_adapters(list(weights), list(weights.values()))
+    for name in (CONTENT, SEMANTIC, INVERSION):
+        for parameter in lora_parameters(denoiser, name):
+            parameter.requires_grad_(name == trained)
+
+
+def lora_state(denoiser: nn.Module, name: str) -> dict[str, torch.Tensor]:
+    """The adapter's weights under diffusers/peft names without the adapter name (what
+    `load_lora_weights` reads)."""
+    from peft.utils import get_peft_model_state_dict
+
+    return {key: value.detach().float().cpu().contiguous()
+            for key, value in get_peft_model_state_dict(denoiser, adapter_name=name).items()}
+
+
+def load_lora(denoiser: nn.Module, name: str, tensors: dict[str, torch.Tensor], rank: int, alpha: float) -> None:
+    from peft.utils import set_peft_model_state_dict
+
+    add_lora(denoiser, name, rank, alpha)
+    set_peft_model_state_dict(denoiser, tensors, adapter_name=name)
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+def to_model_range(image: np.ndarray, resolution: int) -> torch.Tensor:
+    """(H, W, 3) in [0, 1] -> (1, 3, R, R) in [-1, 1], resized to the backbone's resolution."""
+    square = resize(image, (resolution, resolution))
+    return torch.from_numpy(square.transpose(2, 0, 1).copy())[None] * 2.0 - 1.0
+
+
+class PairEditTask:
+    """Both LoRAs in the backbone's denoiser, one AdamW over them, the pairs' latents cached."""
+
+    def __init__(self, pairs: PairSet, config: PairEditConfig, backbone: Backbone):
+        self.config, self.backbone = config, backbone
+        denoiser = backbone.denoiser
+        parameters = add_lora(denoiser, CONTENT, config.rank, config.alpha)
+        parameters += add_lora(denoiser, SEMANTIC, config.rank, config.alpha)
+        for parameter in parameters:  # LoRAs train in fp32 even on a bf16 backbone
+            parameter.data = parameter.data.float()
+        self.modules: dict[str, nn.Module] = {"denoiser": denoiser}
+        self.optimizers = {"loras": torch.optim.AdamW(parameters, lr=config.learning_rate)}
+        self.fingerprint = config.fingerprint(pairs)
+        self.sources = torch.cat([backbone.encode(to_model_range(pair.before, config.resolution)) for pair in pairs])
+        self.targets = torch.cat([backbone.encode(to_model_range(pair.after, config.resolution)) for pair in pairs])
+        self.levels = backbone.levels(config.grid_steps)
+        self.condition = backbone.condition("")
+
+    def batch(self, rng: np.random.Generator) -> dict[str, Any]:
+        index = int(rng.integers(len(self.sources)))
+        return {  # the tensor first: the loop reads the batch size from it
+            "noise": torch.from_numpy(rng.standard_normal(self.sources.shape[1:]).astype(np.float32))[None],
+            "pair": index,
+            "level": int(rng.integers(self.config.first_level, self.config.last_level + 1)),
+        }
+
+    def training_step(self, batch: dict[str, Any], accelerator: Accelerator) -> dict[str, float]:
+        config, backbone = self.config, self.backbone
+        level = self.levels[batch["level"]]
+        source, target = self.sources[batch["pair"]][None], self.targets[batch["pair"]][None]
+        noised, content_target, semantic_target = pairedit_targets(
+            backbone, source, target, batch["noise"].to(source.device), level, config.noise_scale, config.eta)
+        denoiser = backbone.denoiser
+        use_loras(denoiser, {CONTENT: 1.0}, trained=CONTENT)
+        content_loss = F.mse_loss(backbone.predict(noised, level, self.condition), content_target)
+        accelerator.backward(content_loss)
+        use_loras(denoiser, {CONTENT: 1.0, SEMANTIC: 1.0}, trained=SEMANTIC)
+        semantic_loss = F.mse_loss(backbone.predict(noised, level, self.condition), semantic_target)
+        accelerator.backward(semantic_loss)
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        use_loras(denoiser, {CONTENT: 1.0, SEMANTIC: 1.0}, trained=None)
+        return {"content": content_loss.item(), "semantic": semantic_loss.item()}
+
+
+# --- applying -------------------------------------------------------------------------------------
+
+
+def fit_inversion(backbone: Backbone, latent: torch.Tensor, config: PairEditConfig, seed: int) -> None:
+    """Fit the inversion LoRA to one photo's latent with the backbone's standard training loss,
+    so sampling with it on reproduces the photo."""
+    denoiser = backbone.denoiser
+    if INVERSION in getattr(denoiser, "peft_config", {}):
+        denoiser.delete_adapters(INVERSION)
+    parameters = add_lora(denoiser, INVERSION, config.inversion_rank, config.alpha)
+    for parameter in parameters:
+        parameter.data = parameter.data.float()
+    use_loras(denoiser, {INVERSION: 1.0}, trained=INVERSION)
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
+    levels, condition = backbone.levels(config.grid_steps), backbone.condition("")
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(config.inversion_steps):
+        level = levels[int(torch.randint(len(levels), (1,), generator=generator))]
+        noise = torch.randn(latent.shape, generator=generator).to(latent.device)
+        noised = level.signal * latent + level.noise * noise
+        loss = F.mse_loss(backbone.predict(noised, level, condition), backbone.output_for(latent, noise, level))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+
+
+@torch.no_grad()
+def sample(backbone: Backbone, latent_shape: tuple[int, ...], config: PairEditConfig, guidance: float,
+           base_loras: dict[str, float], seed: int) -> torch.Tensor:
+    """From noise to a latent over the backbone's grid (x_next = signal'·x̂_0 + noise'·ε̂: Euler for
+    flow matching, deterministic DDIM otherwise). The first `skip` steps use `base_loras` only;
+    later ones add `guidance`·(semantic − content) to the model output."""
+    denoiser, condition = backbone.denoiser, backbone.condition("")
+    levels = backbone.levels(config.sample_steps)
+    generator = torch.Generator().manual_seed(seed)
+    latent = torch.randn(latent_shape, generator=generator).to(backbone.device)  # the grid starts at (almost) pure noise
+    for index, level in enumerate(levels):
+        use_loras(denoiser, base_loras, trained=None)
+        output = backbone.predict(latent, level, condition)
+        if index >= config.skip and guidance:
+            use_loras(denoiser, {**base_loras, SEMANTIC: 1.0}, trained=None)
+            output = output + guidance * (backbone.predict(latent, level, condition) - output)
+        clean, noise = backbone.estimates(latent, output, level)
+        following = levels[index + 1] if index + 1 < len(levels) else Level(0.0, 1.0, 0.0)
+        latent = following.signal * clean + following.noise * noise
+    return latent
+
+
+class PairEditEdit(Edit):
+    method = "pairedit"
+
+    def __init__(self, config: PairEditConfig, content: dict[str, torch.Tensor], semantic: dict[str, torch.Tensor],
+                 backbone: Backbone | None = None):
+        super().__init__(config)
+        self.content, self.semantic = content, semantic
+        self._backbone = backbone
+
+    @property
+    def backbone(self) -> Backbone:
+        """The base model with this edit's LoRAs, loaded on first use (edit files hold the LoRAs only)."""
+        if self._backbone is None:
+            self._backbone = load_backbone(self.config)
+        denoiser = self._backbone.denoiser
+        if CONTENT not in getattr(denoiser, "peft_config", {}):
+            load_lora(denoiser, CONTENT, self.content, self.config.rank, self.config.alpha)
+            load_lora(denoiser, SEMANTIC, self.semantic, self.config.rank, self.config.alpha)
+        return self._backbone
+
+    def apply(self, image: np.ndarray, *, strength: float = 1.0, strength_map: np.ndarray | None = None,
+              mask: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+        """Strength sets the semantic guidance (semantic_cfg × strength) inside the sampler;
+        a strength map or mask then blends the edited photo with the original per pixel."""
+        check_apply_inputs(image, strength)
+        weight = strength_weight(image.shape[:2], 1.0, strength_map, mask)
+        if not weight.any():
+            return image.copy()
+        return blend(image, self.edit(image, seed=seed, strength=strength), weight)
+
+    def edit(self, image: np.ndarray, *, seed: int, strength: float = 1.0) -> np.ndarray:
+        backbone, config = self.backbone, self.config
+        latent = backbone.encode(to_model_range(image, config.resolution)).float()
+        fit_inversion(backbone, latent, config, seed)
+        edited = sample(backbone, tuple(latent.shape), config, config.semantic_cfg * strength,
+                        {INVERSION: 1.0, CONTENT: 1.0}, seed)
+        picture = ((backbone.decode(edited)[0].permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0).clip(0.0, 1.0)
+        return resize(picture.astype(np.float32), (image.shape[1], image.shape[0]))
+
+    def generate(self, *, scale: float = 1.0, seed: int = 0) -> np.ndarray:
+        """An image of the base model's own (empty prompt), with the semantic LoRA at slider
+        `scale` after `skip` steps: the original's generation with sliders."""
+        backbone, config = self.backbone, self.config
+        side = backbone.latent_side
+        channels = backbone.pipeline.vae.config.latent_channels
+        latent = sample(backbone, (1, channels, side, side), config, scale, {CONTENT: 1.0}, seed)
+        return ((backbone.decode(latent)[0].permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0).clip(0, 1).astype(np.float32)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {**{f"content.{k}": v for k, v in self.content.items()},
+                **{f"semantic.{k}": v for k, v in self.semantic.items()}}
+
+    @classmethod
+    def from_state_dict(cls, tensors: dict[str, torch.Tensor], config: MethodConfig) -> "PairEditEdit":
+        part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+        return cls(config, part("content."), part("semantic."))
+
+
+def export_loras(edit: PairEditEdit, folder: Path) -> list[Path]:
+    """Write each LoRA twice into `folder`: `pairedit_NAME.safetensors` in diffusers' format
+    (`pipe.load_lora_weights(folder, weight_name=..., adapter_name=...)`) and
+    `pairedit_NAME_kohya.safetensors` in kohya's (A1111, ComfyUI). The alpha / rank scale is folded
+    into the up-projection, so any loader that assumes scale 1 reproduces the LoRA exactly."""
+    from diffusers import FluxPipeline, StableDiffusionPipeline
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # FLUX's transformer blocks sit at the top of its module tree; SD's UNet has down/mid/up blocks.
+    flux = any(key.startswith(("transformer_blocks.", "single_transformer_blocks.")) for key in edit.semantic)
+    scale = edit.config.alpha / edit.config.rank
+    written = []
+    for name, tensors in ((CONTENT, edit.content), (SEMANTIC, edit.semantic)):
+        folded = {key: value * scale if ".lora_B." in key else value for key, value in tensors.items()}
+        weight_name = f"pairedit_{name}.safetensors"
+        if flux:
+            FluxPipeline.save_lora_weights(folder, transformer_lora_layers=folded, weight_name=weight_name)
+        else:
+            StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=folded, weight_name=weight_name)
+        prefix = "transformer." if flux else "unet."
+        kohya = convert_state_dict_to_kohya({prefix + key: value for key, value in folded.items()})
+        save_file({key: value.contiguous() for key, value in kohya.items()}, folder / f"pairedit_{name}_kohya.safetensors")
+        written += [folder / weight_name, folder / f"pairedit_{name}_kohya.safetensors"]
+    return written
+
+
+class PairEdit(Method):
+    name = "pairedit"
+    summary = "PairEdit (NeurIPS 2025): content and semantic LoRAs on a pretrained diffusion model (FLUX.1, SD)"
+    needs = "a pretrained FLUX.1 or Stable Diffusion pipeline on disk (--base-model); a GPU for real sizes"
+    config_class = PairEditConfig
+    edit_class = PairEditEdit
+    presets = PRESETS
+    default_preset = None
+
+    def fit(self, pairs: PairSet, config: MethodConfig, *, run_dir: Path | None, resume: bool,
+            progress: bool) -> tuple[Edit, int]:
+        backbone = load_backbone(config)
+        torch.manual_seed(config.seed)  # the LoRAs' initial weights
+        task = PairEditTask(pairs, config, backbone)
+        result = run_training(task, config.loop_settings(ema_module="denoiser", progress=progress),
+                              run_dir=run_dir, resume=resume)
+        denoiser = backbone.denoiser
+        return PairEditEdit(config, lora_state(denoiser, CONTENT), lora_state(denoiser, SEMANTIC), backbone), result.steps

@@ -1,0 +1,120 @@
+"""Tiny random diffusers pipelines, written to a folder like a downloaded checkpoint.
+
+No pretrained weights can be had here, so the code that loads real ones (backbones.py) is
+exercised on these: the same classes and folder layout as FLUX.1 and Stable Diffusion, with a few
+thousand random weights each, built from configs in the style of diffusers' own tests. The
+tokenizers are written from a small vocabulary, never downloaded.
+
+    folder = write_tiny_backbone("flux", tmp_path / "flux")      # or "sd" / "sd-v"
+    backbone = load_backbone(BackboneConfig(base_model=str(folder)))
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+TINY_FAMILIES = ("flux", "sd", "sd-v")
+TEXT_WIDTH = 32
+VOCABULARY = ["<pad>", "</s>", "<unk>", "a", "photo", "of", "person", "image", "the"]
+
+
+def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
+    """Build a tiny random pipeline of `family` ("flux"; "sd" = ε-prediction, "sd-v" =
+    v-prediction) and save it with `save_pretrained` into `folder`; returns `folder`."""
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    if family not in TINY_FAMILIES:
+        raise ValueError(f"unknown tiny family {family!r}; choose one of {TINY_FAMILIES}")
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    clip = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=2, hidden_size=TEXT_WIDTH, intermediate_size=37, layer_norm_eps=1e-5,
+        num_attention_heads=4, num_hidden_layers=2, pad_token_id=1, vocab_size=1000, projection_dim=TEXT_WIDTH,
+    ))
+    sources = Path(tempfile.mkdtemp(prefix="analogize-tiny-tokenizers-"))
+    clip_tokenizer = write_clip_tokenizer(sources / "clip")
+    if family == "flux":
+        pipeline = FluxPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(),
+            vae=AutoencoderKL(
+                sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+                latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+                shift_factor=0.0609, scaling_factor=1.5035,
+            ),
+            text_encoder=clip,
+            tokenizer=clip_tokenizer,
+            text_encoder_2=T5EncoderModel(T5Config(
+                vocab_size=len(VOCABULARY), d_model=TEXT_WIDTH, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
+                decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+            )),
+            tokenizer_2=write_t5_tokenizer(),
+            transformer=FluxTransformer2DModel(
+                patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                num_attention_heads=2, joint_attention_dim=TEXT_WIDTH, pooled_projection_dim=TEXT_WIDTH,
+                axes_dims_rope=[4, 4, 8], guidance_embeds=True,
+            ),
+        )
+    else:
+        pipeline = StableDiffusionPipeline(
+            unet=UNet2DConditionModel(
+                block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TEXT_WIDTH,
+                norm_num_groups=2, attention_head_dim=2,
+            ),
+            vae=AutoencoderKL(
+                block_out_channels=[4, 8], in_channels=3, out_channels=3,
+                down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+                up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels=4, norm_num_groups=2,
+            ),
+            text_encoder=clip,
+            tokenizer=clip_tokenizer,
+            scheduler=DDIMScheduler(
+                beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                set_alpha_to_one=False, steps_offset=1, prediction_type="v_prediction" if family == "sd-v" else "epsilon",
+            ),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    shutil.rmtree(sources)
+    return folder
+
+
+def write_clip_tokenizer(folder: Path):
+    """A CLIP BPE tokenizer that spells words letter by letter (no merges): its files are
+    written to `folder`, then read, as a downloaded tokenizer would be."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = sorted({letter for word in VOCABULARY[3:] for letter in word})
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + letters + [f"{letter}</w>" for letter in letters]
+    (folder / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
+
+
+def write_t5_tokenizer():
+    """A T5 (unigram) tokenizer over VOCABULARY's words, built with the tokenizers library."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import T5TokenizerFast
+
+    core = Tokenizer(models.Unigram([(word, 0.0) for word in VOCABULARY], unk_id=VOCABULARY.index("<unk>")))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return T5TokenizerFast(tokenizer_object=core, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                           extra_ids=0, model_max_length=16)
