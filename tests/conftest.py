@@ -9,7 +9,8 @@
 
 plus `image` (one random image) and `pair_folder` (three pairs made with `warm_edit`), the
 plain functions `inverted_pairs(size, grid)`, `learn_interrupted_then_resumed(...)` and
-`assert_same_weights(a, b)` for training tests, and `free_port()` for servers.
+`assert_same_weights(a, b)` for training tests, and `free_port()` for servers; `tiny_backbones`
+(session-wide) maps "flux", "sd" and "sd-v" to folders holding tiny random diffusers pipelines.
 
 Images are written with Pillow directly, not with analogize's own `save_image`, so a bug in the
 code under test cannot hide itself in the fixtures.
@@ -154,3 +155,11 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_backbones(tmp_path_factory):
+    from analogize.tiny_backbones import TINY_FAMILIES, write_tiny_backbone
+
+    root = tmp_path_factory.mktemp("backbones")
+    return {family: write_tiny_backbone(family, root / family) for family in TINY_FAMILIES}

@@ -152,19 +152,21 @@ def test_edit_with_tensors_round_trips(tmp_path, gain_edit_file, image):
     assert not np.allclose(loaded.apply(image), image)
 
 
-def quick_config(method: Method) -> MethodConfig:
-    """The method's smallest preset, cut to two training steps where it trains."""
+def quick_config(method: Method, base_model: Path) -> MethodConfig:
+    """The method's smallest preset, cut to two training steps where it trains, on a tiny
+    backbone where it needs one."""
     preset = "tiny" if "tiny" in method.presets else None
     fields = {field.name for field in dataclasses.fields(method.config_class)}
-    return method.make_config(preset, **({"steps": 2} if "steps" in fields else {}))
+    overrides = {"steps": 2, "base_model": str(base_model)}
+    return method.make_config(preset, **{key: value for key, value in overrides.items() if key in fields})
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_registered_method_round_trips_and_detects_tampering(
-    tmp_path, pair_folder, image, name, assert_clear_error
+    tmp_path, pair_folder, image, name, assert_clear_error, tiny_backbones
 ):
     method = get_method(name)
-    edit = method.learn(PairSet.from_folder(pair_folder), quick_config(method), progress=False)
+    edit = method.learn(PairSet.from_folder(pair_folder), quick_config(method, tiny_backbones["sd"]), progress=False)
     path = save_edit(edit, tmp_path / f"{name}.edit")
     loaded = load_edit(path)
     assert type(loaded) is type(edit) and loaded.config == edit.config

@@ -22,16 +22,9 @@ from analogize.methods.pairedit import (
     pairedit_targets,
 )
 from analogize.pairs import Pair, PairSet
-from analogize.tiny_backbones import write_tiny_backbone
 from conftest import make_pair_folder, random_image, warm_edit
 
 FAMILIES = ("flux", "sd", "sd-v")
-
-
-@pytest.fixture(scope="session")
-def tiny_backbones(tmp_path_factory):
-    root = tmp_path_factory.mktemp("backbones")
-    return {family: write_tiny_backbone(family, root / family) for family in FAMILIES}
 
 
 def one_pair(seed: int = 0) -> PairSet:

@@ -227,7 +227,9 @@ def fit_inversion(backbone: Backbone, latent: torch.Tensor, config: PairEditConf
     denoiser = backbone.denoiser
     if INVERSION in getattr(denoiser, "peft_config", {}):
         denoiser.delete_adapters(INVERSION)
-    parameters = add_lora(denoiser, INVERSION, config.inversion_rank, config.alpha)
+    with torch.random.fork_rng(devices=[]):  # the LoRA's random start comes from `seed`, not the caller's state
+        torch.manual_seed(seed)
+        parameters = add_lora(denoiser, INVERSION, config.inversion_rank, config.alpha)
     for parameter in parameters:
         parameter.data = parameter.data.float()
     use_loras(denoiser, {INVERSION: 1.0}, trained=INVERSION)
