@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue from the newest checkpoint in OUTPUT.run/")
     learn.add_argument("--resize-pairs", action="store_true",
                        help="resize after images whose size differs from their before image")
+    learn.add_argument("--config", type=Path, help="YAML or JSON file of settings (pairedit also reads the "
+                                                   "original's train_image.yaml); flags given here win")
     learn.add_argument("--base-model", help="pretrained diffusers pipeline (folder or cached hub id) for "
                                             "methods that build on one (pairedit)")
     training = learn.add_argument_group("training (trainable methods; defaults from the preset)")
@@ -136,11 +138,13 @@ def run_learn(args: argparse.Namespace) -> int:
     from .pairs import PairSet
 
     method = get_method(args.method)
-    config = method.make_config(
-        args.preset, steps=args.steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
+    from_file = method.settings_from_file(read_settings_file(args.config), str(args.config)) if args.config else {}
+    flags = dict(
+        steps=args.steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
         gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
         log_with=args.log_with, base_model=args.base_model,
     )
+    config = method.make_config(args.preset, **{**from_file, **{k: v for k, v in flags.items() if v is not None}})
     pairs = PairSet.from_folder(args.pairs, resize_mismatched=args.resize_pairs, max_pixels=args.max_pixels)
     run_dir = args.output.with_name(args.output.name + ".run")
     edit = method.learn(pairs, config, run_dir=run_dir, resume=args.resume, progress=args.progress)
@@ -149,6 +153,20 @@ def run_learn(args: argparse.Namespace) -> int:
         seconds = edit.provenance.seconds if edit.provenance else 0.0
         print(f"learned {method.name} from {len(pairs)} pair(s) in {seconds:.1f} s -> {args.output}")
     return 0
+
+
+def read_settings_file(path: Path) -> dict:
+    import yaml
+
+    try:
+        values = yaml.safe_load(path.read_text())  # JSON is YAML too
+    except OSError as error:
+        raise AnalogizeError(f"{path}: cannot be read ({error.strerror}); check the path") from None
+    except yaml.YAMLError as error:
+        raise AnalogizeError(f"{path}: is not valid YAML or JSON ({str(error).splitlines()[0]}); fix the file") from None
+    if not isinstance(values, dict):
+        raise AnalogizeError(f"{path}: holds no settings (expected `name: value` lines)")
+    return values
 
 
 def run_apply(args: argparse.Namespace) -> int:

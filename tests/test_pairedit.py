@@ -185,3 +185,43 @@ def test_a_missing_base_model_says_how_to_get_it(tmp_path):
         load_backbone(BackboneConfig(base_model=str(tmp_path)))
     with pytest.raises(AnalogizeError, match="--base-model"):
         get_method("pairedit").learn(one_pair(), get_method("pairedit").make_config("tiny"), progress=False)
+
+
+ORIGINAL_STYLE_CONFIG = """\
+device: 0
+pretrained_model_name_or_path: "{base_model}"
+datasets: [age]
+start_step: 0
+end_step: 3
+num_inference_steps: 4
+guidance_scale: 3.5
+cfg_eta: 2
+noise_scales: [3]
+train_iteration: 3
+save_per_steps: 2
+skips: [1]
+scales: 0,0.2,0.4
+"""
+
+
+def test_the_originals_yaml_is_read_as_our_settings(tiny_backbones, tmp_path):
+    config_file = tmp_path / "train_image.yaml"
+    config_file.write_text(ORIGINAL_STYLE_CONFIG.format(base_model=tiny_backbones["flux"]))
+    images = {"p0": random_image(32, 32, seed=0)}
+    pairs = make_pair_folder(tmp_path / "pairs", {name: (image, warm_edit(image)) for name, image in images.items()})
+    edit_path = tmp_path / "from-yaml.edit"
+    assert main(["learn", str(pairs), "-o", str(edit_path), "--method", "pairedit", "--preset", "tiny",
+                 "--config", str(config_file), "--quiet"]) == 0
+    config = load_edit(edit_path).config
+    assert (config.base_model, config.eta, config.noise_scale, config.grid_steps, config.sample_steps) == (
+        str(tiny_backbones["flux"]), 2, 3, 4, 4)
+    assert (config.first_level, config.last_level, config.steps, config.checkpoint_every, config.skip) == (0, 3, 3, 2, 1)
+
+    real = ORIGINAL_STYLE_CONFIG + "image_ids: [610]\nsemantic_cfg_scale: 0.5\n"
+    config_file.write_text(real.format(base_model=tiny_backbones["flux"]))
+    settings = get_method("pairedit").settings_from_file(__import__("yaml").safe_load(config_file.read_text()), "x")
+    assert settings["inversion_steps"] == 3 and settings["semantic_cfg"] == 0.5 and "steps" not in settings
+
+    config_file.write_text("cfg_eta: 2\nlearning_rat: 0.1\n")
+    with pytest.raises(AnalogizeError, match="unknown setting.*learning_rat"):
+        get_method("pairedit").settings_from_file({"cfg_eta": 2, "learning_rat": 0.1}, str(config_file))

@@ -198,6 +198,11 @@ class Method(abc.ABC):
         values.update({key: value for key, value in overrides.items() if value is not None})
         return config_from_dict(self.config_class, values, source=f"method {self.name!r}")
 
+    def settings_from_file(self, values: dict[str, Any], source: str) -> dict[str, Any]:
+        """Config overrides from a settings file (`learn --config FILE`): by default its keys are
+        this method's config fields. Methods ported from elsewhere also read the original's keys."""
+        return values
+
     def learn(
         self,
         pairs: PairSet,

@@ -23,6 +23,7 @@ v_content + guidance·(v_semantic − v_content), guidance = semantic_cfg × str
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,11 +134,20 @@ def add_lora(denoiser: nn.Module, name: str, rank: int, alpha: float) -> list[nn
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")
         denoiser.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian",
                                         target_modules=targets), adapter_name=name)
-    return lora_parameters(denoiser, name)
+    found = [parameter for parameter_name, parameter in denoiser.named_parameters() if f".{name}." in parameter_name]
+    lora_registry(denoiser)[name] = found
+    return list(found)
+
+
+def lora_registry(denoiser: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """Each adapter's parameters, listed once: switching adapters happens several times a step."""
+    if not hasattr(denoiser, "_analogize_loras"):
+        denoiser._analogize_loras = {}
+    return denoiser._analogize_loras
 
 
 def lora_parameters(denoiser: nn.Module, name: str) -> list[nn.Parameter]:
-    return [parameter for parameter_name, parameter in denoiser.named_parameters() if f".{name}." in parameter_name]
+    return list(lora_registry(denoiser).get(name, []))
 
 
 def use_loras(denoiser: nn.Module, weights: dict[str, float], trained: str | None) -> None:
@@ -214,7 +224,6 @@ class PairEditTask:
         accelerator.backward(semantic_loss)
         for optimizer in self.optimizers.values():
             optimizer.step()
-        use_loras(denoiser, {CONTENT: 1.0, SEMANTIC: 1.0}, trained=None)
         return {"content": content_loss.item(), "semantic": semantic_loss.item()}
 
 
@@ -227,6 +236,7 @@ def fit_inversion(backbone: Backbone, latent: torch.Tensor, config: PairEditConf
     denoiser = backbone.denoiser
     if INVERSION in getattr(denoiser, "peft_config", {}):
         denoiser.delete_adapters(INVERSION)
+        lora_registry(denoiser).pop(INVERSION)
     with torch.random.fork_rng(devices=[]):  # the LoRA's random start comes from `seed`, not the caller's state
         torch.manual_seed(seed)
         parameters = add_lora(denoiser, INVERSION, config.inversion_rank, config.alpha)
@@ -357,6 +367,41 @@ def export_loras(edit: PairEditEdit, folder: Path) -> list[Path]:
     return written
 
 
+ORIGINAL_KEYS = {  # the original's config/train_image*.yaml -> PairEditConfig
+    "pretrained_model_name_or_path": "base_model", "cfg_eta": "eta", "noise_scales": "noise_scale",
+    "num_inference_steps": "grid_steps", "start_step": "first_level", "end_step": "last_level",
+    "guidance_scale": "guidance", "train_iteration": "steps", "save_per_steps": "checkpoint_every",
+    "skips": "skip", "semantic_cfg_scale": "semantic_cfg",
+}
+ORIGINAL_KEYS_WITHOUT_MEANING_HERE = {  # paths, GPU ids and the original scripts' own bookkeeping
+    "device", "python_name", "datasets_folder", "datasets", "source_folder", "target_folder", "config_name",
+    "train_start", "train_count", "train_method", "output_folder", "use_trained_lora_path", "trained_lora_path",
+    "use_prompts_file", "prompts_file", "use_random_seed", "output_folder_gen", "prompt", "start_seed_gen",
+    "scales", "count_gen", "image_ids", "semantic_lora_path",
+}
+
+
+def translate_original_settings(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """The original's YAML keys as our settings. Lists (noise_scales, skips) give their first entry;
+    in a real-image config (it names image_ids) train_iteration is the inversion LoRA's."""
+    unknown = sorted(set(values) - set(ORIGINAL_KEYS) - ORIGINAL_KEYS_WITHOUT_MEANING_HERE
+                     - {field.name for field in dataclasses.fields(PairEditConfig)})
+    if unknown:
+        raise AnalogizeError(f"{source}: unknown setting(s) {', '.join(unknown)}; use the original's "
+                             "train_image*.yaml keys or pairedit's own (see docs/methods/pairedit.md)")
+    settings = {}
+    for key, value in values.items():
+        if key in ORIGINAL_KEYS_WITHOUT_MEANING_HERE:
+            continue
+        name = ORIGINAL_KEYS.get(key, key)
+        if name == "steps" and "image_ids" in values:
+            name = "inversion_steps"
+        settings[name] = value[0] if isinstance(value, list) else value
+    if "grid_steps" in settings:
+        settings.setdefault("sample_steps", settings["grid_steps"])
+    return settings
+
+
 class PairEdit(Method):
     name = "pairedit"
     summary = "PairEdit (NeurIPS 2025): content and semantic LoRAs on a pretrained diffusion model (FLUX.1, SD)"
@@ -365,6 +410,9 @@ class PairEdit(Method):
     edit_class = PairEditEdit
     presets = PRESETS
     default_preset = None
+
+    def settings_from_file(self, values: dict[str, Any], source: str) -> dict[str, Any]:
+        return translate_original_settings(values, source)
 
     def fit(self, pairs: PairSet, config: MethodConfig, *, run_dir: Path | None, resume: bool,
             progress: bool) -> tuple[Edit, int]:
