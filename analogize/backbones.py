@@ -13,7 +13,7 @@ the family:
 Every grid level says how a noised latent is made, x_t = signal·x_0 + noise·ε, and which
 `prediction` the model makes there:
 - "flow"  (FLUX.1, flow matching): x_t = (1 − σ)·x_0 + σ·ε; the model predicts v = ε − x_0.
-- "epsilon" / "v_prediction" (Stable Diffusion 1.x / 2.x): x_t = √ᾱ·x_0 + √(1 − ᾱ)·ε; the model
+- "epsilon" / "v_prediction" (Stable Diffusion 1.x / 2.x / XL): x_t = √ᾱ·x_0 + √(1 − ᾱ)·ε; the model
   predicts ε, or v = √ᾱ·ε − √(1 − ᾱ)·x_0.
 `estimates` turns any model output back into (x̂_0, ε̂), so samplers and losses are written once.
 
@@ -44,7 +44,7 @@ class BackboneConfig:
 
     base_model: str = ""
     """A folder holding a diffusers pipeline (model_index.json), or a hub id already in the local
-    Hugging Face cache. FLUX.1 and Stable Diffusion 1.x / 2.x pipelines are supported."""
+    Hugging Face cache. FLUX.1 and Stable Diffusion 1.x / 2.x / XL pipelines are supported."""
     dtype: str = "fp32"
     """Weights and activations: "fp32", "bf16" or "fp16" (fp16 on GPUs only)."""
     device: str = "auto"
@@ -77,7 +77,7 @@ class Level:
 class Backbone:
     pipeline: Any
     family: str
-    """"flux" or "sd"."""
+    """"flux", "sd" (1.x / 2.x) or "sdxl"."""
     prediction: str
     """What the denoiser predicts: one of PREDICTIONS."""
     device: torch.device
@@ -86,6 +86,8 @@ class Backbone:
     """Side of the images it works at; sets FLUX's grid shift."""
     guidance: float = 3.5
     """FLUX's guidance embedding value (models without one ignore it)."""
+    offloaded: bool = False
+    """diffusers' CPU offload moves the sub-models itself."""
     _conditions: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     @cached_property
@@ -114,16 +116,32 @@ class Backbone:
 
     @torch.no_grad()
     def condition(self, prompt: str = "") -> dict[str, torch.Tensor]:
-        """The text conditioning of `prompt` (cached: methods without prompts use "")."""
+        """The text conditioning of `prompt`, cached. On a GPU the text encoders (FLUX's T5-XXL is
+        9.5 GiB) wait in CPU memory between prompts: methods without prompts need them once."""
         if prompt not in self._conditions:
+            encoders = [] if self.offloaded else [self.pipeline.components[name] for name in
+                                                  ("text_encoder", "text_encoder_2")
+                                                  if self.pipeline.components.get(name) is not None]
+            for encoder in encoders:
+                encoder.to(self.device)
             if self.family == "flux":
                 embeds, pooled, text_ids = self.pipeline.encode_prompt(
                     prompt, prompt_2=prompt, device=self.device, max_sequence_length=self._max_text_length())
                 self._conditions[prompt] = {"encoder_hidden_states": embeds, "pooled_projections": pooled,
                                             "txt_ids": text_ids}
+            elif self.family == "sdxl":
+                embeds, _, pooled, _ = self.pipeline.encode_prompt(prompt, device=self.device,
+                                                                    do_classifier_free_guidance=False)
+                # SDXL's size conditioning: original size, crop corner, target size (no crop).
+                sizes = torch.tensor([[self.resolution, self.resolution, 0, 0, self.resolution, self.resolution]],
+                                     device=self.device, dtype=embeds.dtype)
+                self._conditions[prompt] = {"encoder_hidden_states": embeds, "text_embeds": pooled, "time_ids": sizes}
             else:
                 embeds, _ = self.pipeline.encode_prompt(prompt, self.device, 1, do_classifier_free_guidance=False)
                 self._conditions[prompt] = {"encoder_hidden_states": embeds}
+            if self.device.type != "cpu":
+                for encoder in encoders:
+                    encoder.to("cpu")
         return self._conditions[prompt]
 
     def _max_text_length(self) -> int:
@@ -172,7 +190,10 @@ class Backbone:
             return FluxPipeline._unpack_latents(output, height * self.vae_scale, width * self.vae_scale,
                                                 self.vae_scale).float()
         timestep = torch.full((n,), level.timestep, device=self.device)
-        return self.denoiser(noised, timestep, encoder_hidden_states=expand["encoder_hidden_states"]).sample.float()
+        added = ({"text_embeds": expand["text_embeds"].expand(n, -1), "time_ids": expand["time_ids"].expand(n, -1)}
+                 if self.family == "sdxl" else None)
+        return self.denoiser(noised, timestep, encoder_hidden_states=expand["encoder_hidden_states"],
+                             added_cond_kwargs=added).sample.float()
 
     def estimates(self, noised: torch.Tensor, output: torch.Tensor, level: Level) -> tuple[torch.Tensor, torch.Tensor]:
         """(x̂_0, ε̂) from a model output at `level`, for every parametrisation."""
@@ -200,7 +221,7 @@ def load_backbone(config: BackboneConfig) -> Backbone:
         import diffusers
         import peft  # noqa: F401  (the LoRAs)
         import transformers
-        from diffusers import DiffusionPipeline, FluxPipeline, StableDiffusionPipeline
+        from diffusers import DiffusionPipeline, FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
     except ImportError as error:
         raise AnalogizeError(f"pretrained backbones need {error.name}; pip install 'analogize[diffusion]'") from None
 
@@ -227,11 +248,12 @@ def load_backbone(config: BackboneConfig) -> Backbone:
                              f"{hint}") from None
     if isinstance(pipeline, FluxPipeline):
         family, prediction = "flux", "flow"
-    elif type(pipeline) is StableDiffusionPipeline:
-        family, prediction = "sd", pipeline.scheduler.config.prediction_type
+    elif type(pipeline) in (StableDiffusionPipeline, StableDiffusionXLPipeline):
+        family = "sdxl" if type(pipeline) is StableDiffusionXLPipeline else "sd"
+        prediction = pipeline.scheduler.config.prediction_type
     else:
         raise AnalogizeError(f"{config.base_model}: a {type(pipeline).__name__}; supported are FluxPipeline "
-                             "(FLUX.1) and StableDiffusionPipeline (SD 1.x / 2.x)")
+                             "(FLUX.1), StableDiffusionPipeline (SD 1.x / 2.x) and StableDiffusionXLPipeline")
     if prediction not in PREDICTIONS:
         raise AnalogizeError(f"{config.base_model}: prediction type {prediction!r} is not supported")
     pipeline.set_progress_bar_config(disable=True)
@@ -243,7 +265,7 @@ def load_backbone(config: BackboneConfig) -> Backbone:
     else:
         pipeline.to(device)
     backbone = Backbone(pipeline, family, prediction, device, DTYPES[config.dtype], config.resolution,
-                        config.guidance)
+                        config.guidance, config.cpu_offload)
     if config.gradient_checkpointing:
         backbone.denoiser.enable_gradient_checkpointing()
     return backbone

@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
     export.set_defaults(handler=run_export, quiet=True, max_pixels=DEFAULT_MAX_PIXELS)
 
+    merge = commands.add_parser("merge", help="combine pairedit edits into one, each at a weight")
+    merge.add_argument("edits", type=Path, nargs="+")
+    merge.add_argument("-o", "--output", type=Path, required=True, help="edit file to write")
+    merge.add_argument("--weights", help="comma-separated, one per edit (default: 1 each)")
+    merge.set_defaults(handler=run_merge, quiet=True, max_pixels=DEFAULT_MAX_PIXELS)
+
     serve = commands.add_parser("serve", help="the web app: teach and apply edits in the browser")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: this machine only; 0.0.0.0 = every network)")
@@ -309,6 +315,23 @@ def run_export(args: argparse.Namespace) -> int:
         raise AnalogizeError(f"{args.edit}: a {edit.method} edit has no LoRAs to export; export works on pairedit edits")
     for path in export_loras(edit, args.output):
         print(path)
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from .editfile import load_edit, save_edit
+    from .methods.pairedit import PairEditEdit, merge_edits
+
+    edits = [load_edit(path) for path in args.edits]
+    for path, edit in zip(args.edits, edits):
+        if not isinstance(edit, PairEditEdit):
+            raise AnalogizeError(f"{path}: a {edit.method} edit; merge combines pairedit edits")
+    try:
+        weights = [float(value) for value in args.weights.split(",")] if args.weights else [1.0] * len(edits)
+    except ValueError:
+        raise AnalogizeError(f"--weights {args.weights!r}: give numbers separated by commas, e.g. 1,0.5") from None
+    save_edit(merge_edits(edits, weights), args.output)
+    print(f"merged {len(edits)} edits -> {args.output}")
     return 0
 
 

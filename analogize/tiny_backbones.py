@@ -18,14 +18,14 @@ from pathlib import Path
 
 import torch
 
-TINY_FAMILIES = ("flux", "sd", "sd-v")
+TINY_FAMILIES = ("flux", "sd", "sd-v", "sdxl")
 TEXT_WIDTH = 32
 VOCABULARY = ["<pad>", "</s>", "<unk>", "a", "photo", "of", "person", "image", "the"]
 
 
 def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
     """Build a tiny random pipeline of `family` ("flux"; "sd" = ε-prediction, "sd-v" =
-    v-prediction) and save it with `save_pretrained` into `folder`; returns `folder`."""
+    v-prediction; "sdxl") and save it with `save_pretrained` into `folder`; returns `folder`."""
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
@@ -33,18 +33,23 @@ def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
         FluxPipeline,
         FluxTransformer2DModel,
         StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
     if family not in TINY_FAMILIES:
         raise ValueError(f"unknown tiny family {family!r}; choose one of {TINY_FAMILIES}")
     folder = Path(folder)
     torch.manual_seed(seed)
-    clip = CLIPTextModel(CLIPTextConfig(
+    clip_config = CLIPTextConfig(
         bos_token_id=0, eos_token_id=2, hidden_size=TEXT_WIDTH, intermediate_size=37, layer_norm_eps=1e-5,
         num_attention_heads=4, num_hidden_layers=2, pad_token_id=1, vocab_size=1000, projection_dim=TEXT_WIDTH,
-    ))
+    )
+    clip = CLIPTextModel(clip_config)
+    vae_sd = dict(block_out_channels=[4, 8], in_channels=3, out_channels=3,
+                  down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+                  up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels=4, norm_num_groups=2)
     sources = Path(tempfile.mkdtemp(prefix="analogize-tiny-tokenizers-"))
     clip_tokenizer = write_clip_tokenizer(sources / "clip")
     if family == "flux":
@@ -68,6 +73,24 @@ def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
                 axes_dims_rope=[4, 4, 8], guidance_embeds=True,
             ),
         )
+    elif family == "sdxl":
+        pipeline = StableDiffusionXLPipeline(
+            unet=UNet2DConditionModel(
+                block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=2, norm_num_groups=2,
+                use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+                # the two text encoders side by side; pooled text (32) + six size numbers × 8
+                cross_attention_dim=2 * TEXT_WIDTH, projection_class_embeddings_input_dim=TEXT_WIDTH + 6 * 8,
+            ),
+            vae=AutoencoderKL(**vae_sd),
+            text_encoder=clip,
+            text_encoder_2=CLIPTextModelWithProjection(clip_config),
+            tokenizer=clip_tokenizer,
+            tokenizer_2=clip_tokenizer,
+            scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                    clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+        )
     else:
         pipeline = StableDiffusionPipeline(
             unet=UNet2DConditionModel(
@@ -76,11 +99,7 @@ def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TEXT_WIDTH,
                 norm_num_groups=2, attention_head_dim=2,
             ),
-            vae=AutoencoderKL(
-                block_out_channels=[4, 8], in_channels=3, out_channels=3,
-                down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-                up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels=4, norm_num_groups=2,
-            ),
+            vae=AutoencoderKL(**vae_sd),
             text_encoder=clip,
             tokenizer=clip_tokenizer,
             scheduler=DDIMScheduler(

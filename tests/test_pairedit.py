@@ -24,7 +24,7 @@ from analogize.methods.pairedit import (
 from analogize.pairs import Pair, PairSet
 from conftest import make_pair_folder, random_image, warm_edit
 
-FAMILIES = ("flux", "sd", "sd-v")
+FAMILIES = ("flux", "sd", "sd-v", "sdxl")
 
 
 def one_pair(seed: int = 0) -> PairSet:
@@ -150,7 +150,7 @@ def test_learn_apply_and_export_from_the_command_line(tiny_backbones, tmp_path, 
     assert len(capsys.readouterr().out.split()) == 4
 
 
-@pytest.mark.parametrize("family", ["flux", "sd"])
+@pytest.mark.parametrize("family", ["flux", "sd", "sdxl"])
 def test_the_export_loads_into_diffusers_and_changes_its_output(tiny_backbones, tmp_path, family):
     from diffusers import DiffusionPipeline
 
@@ -225,3 +225,39 @@ def test_the_originals_yaml_is_read_as_our_settings(tiny_backbones, tmp_path):
     config_file.write_text("cfg_eta: 2\nlearning_rat: 0.1\n")
     with pytest.raises(AnalogizeError, match="unknown setting.*learning_rat"):
         get_method("pairedit").settings_from_file({"cfg_eta": 2, "learning_rat": 0.1}, str(config_file))
+
+
+def lora_deltas(lora: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """ΔW = scale · B · A of every layer."""
+    return {key.replace(".lora_A.weight", ""): scale * lora[key.replace("lora_A", "lora_B")] @ lora[key]
+            for key in lora if ".lora_A." in key}
+
+
+def test_merged_edits_add_their_loras_exactly(tiny_backbones, tmp_path, capsys):
+    method = get_method("pairedit")
+    edits = []
+    for seed in (0, 1):
+        config = method.make_config("tiny", base_model=str(tiny_backbones["sd"]), steps=3, seed=seed,
+                                    learning_rate=5e-2)
+        edits.append(method.learn(one_pair(seed), config, progress=False))
+    paths = [tmp_path / f"e{index}.edit" for index in range(2)]
+    from analogize.editfile import save_edit
+
+    for edit, path in zip(edits, paths):
+        save_edit(edit, path)
+    assert main(["merge", *map(str, paths), "--weights", "1,0.5", "-o", str(tmp_path / "both.edit")]) == 0
+    merged = load_edit(tmp_path / "both.edit")
+    scale = edits[0].config.alpha / edits[0].config.rank
+    first, second = (lora_deltas(edit.semantic, scale) for edit in edits)
+    combined = lora_deltas(merged.semantic, merged.config.alpha / merged.config.rank)
+    assert merged.config.rank == 2 * edits[0].config.rank
+    for layer, delta in combined.items():
+        torch.testing.assert_close(delta, first[layer] + 0.5 * second[layer])
+    content = lora_deltas(merged.content, 1.0)
+    for layer, delta in content.items():
+        expected = (lora_deltas(edits[0].content, scale)[layer] + lora_deltas(edits[1].content, scale)[layer]) / 2
+        torch.testing.assert_close(delta, expected)
+
+    capsys.readouterr()
+    assert main(["merge", str(paths[0]), "-o", str(tmp_path / "one.edit")]) == 2
+    assert "two or more" in capsys.readouterr().err

@@ -338,6 +338,36 @@ class PairEditEdit(Edit):
         return cls(config, part("content."), part("semantic."))
 
 
+def merge_edits(edits: list[PairEditEdit], weights: list[float]) -> PairEditEdit:
+    """One edit doing several: each semantic LoRA at its weight, the content LoRAs averaged.
+
+    Exact, not approximate: LoRAs add as ΔW = Σ w_i·s_i·B_i·A_i, which is one LoRA whose A is the
+    A_i stacked and whose B is the w_i·s_i·B_i side by side (rank Σ r_i, scale 1)."""
+    if len(edits) != len(weights) or len(edits) < 2:
+        raise AnalogizeError(f"merge needs two or more pairedit edits and one weight each; got {len(edits)} "
+                             f"edit(s) and {len(weights)} weight(s)")
+    models = {edit.config.base_model for edit in edits}
+    if len(models) > 1:
+        raise AnalogizeError(f"these edits were learned on different base models ({', '.join(sorted(models))}); "
+                             "merge edits of one base model")
+
+    def stack(loras: list[dict[str, torch.Tensor]], factors: list[float]) -> dict[str, torch.Tensor]:
+        merged = {}
+        for key in loras[0]:
+            if ".lora_A." in key:
+                merged[key] = torch.cat([lora[key] for lora in loras], dim=0)
+            else:
+                merged[key] = torch.cat([factor * lora[key] for lora, factor in zip(loras, factors)], dim=1)
+        return merged
+
+    scales = [edit.config.alpha / edit.config.rank for edit in edits]
+    rank = sum(edit.config.rank for edit in edits)
+    config = dataclasses.replace(edits[0].config, rank=rank, alpha=float(rank))
+    content = stack([edit.content for edit in edits], [scale / len(edits) for scale in scales])
+    semantic = stack([edit.semantic for edit in edits], [weight * scale for weight, scale in zip(weights, scales)])
+    return PairEditEdit(config, content, semantic)
+
+
 def export_loras(edit: PairEditEdit, folder: Path) -> list[Path]:
     """Write each LoRA twice into `folder`: `pairedit_NAME.safetensors` in diffusers' format
     (`pipe.load_lora_weights(folder, weight_name=..., adapter_name=...)`) and
