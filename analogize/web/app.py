@@ -12,6 +12,7 @@ one-line message on the page (`gr.Error`), never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,8 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                                          elem_id="method")
                     preset = gr.Dropdown(label="Preset", elem_id="preset", **preset_kwargs(DEFAULT_METHOD))
                     steps = gr.Number(None, label="Steps (empty: the preset's)", precision=0, elem_id="steps")
+                base_model = gr.Textbox(label="Base model: folder of a downloaded diffusers pipeline on the server",
+                                        visible=needs_base_model(DEFAULT_METHOD), elem_id="base-model")
                 note = gr.Markdown(method_note(DEFAULT_METHOD))
                 with gr.Row():
                     learn = gr.Button("Learn", variant="primary", elem_id="learn")
@@ -138,7 +141,7 @@ def build_app(jobs: Jobs) -> gr.Blocks:
 
         # --- teach --------------------------------------------------------------------------------
         def choose_method(name: str):
-            return gr.Dropdown(**preset_kwargs(name)), method_note(name)
+            return gr.Dropdown(**preset_kwargs(name)), gr.Textbox(visible=needs_base_model(name)), method_note(name)
 
         def show(current: str | None):
             current = current or jobs.latest_training()
@@ -147,12 +150,12 @@ def build_app(jobs: Jobs) -> gr.Blocks:
             return (current, status_markdown(found), progress_html(found), loss_frame(found),
                     gr.DownloadButton(value=found.edit_path if done else None, visible=done))
 
-        def start(before_files, after_files, zip_file, method_name, preset_name, step_count):
+        def start(before_files, after_files, zip_file, method_name, preset_name, step_count, base_model_path):
             try:
                 started = jobs.start_training(
                     [Path(path) for path in before_files or []], [Path(path) for path in after_files or []],
                     Path(zip_file) if zip_file else None, method_name, preset_name or None,
-                    int(step_count) if step_count else None,
+                    int(step_count) if step_count else None, (base_model_path or "").strip() or None,
                 )
             except AnalogizeError as error:
                 raise one_line(error) from None
@@ -172,8 +175,8 @@ def build_app(jobs: Jobs) -> gr.Blocks:
             return show(current)
 
         shown = [job, status, progress, curve, download_edit]
-        method.change(choose_method, method, [preset, note])
-        learn.click(start, [before, after, archive, method, preset, steps], shown, concurrency_limit=None)
+        method.change(choose_method, method, [preset, base_model, note])
+        learn.click(start, [before, after, archive, method, preset, steps, base_model], shown, concurrency_limit=None)
         cancel.click(stop, job, shown, concurrency_limit=None)
         resume.click(restart, job, shown, concurrency_limit=None)
         gr.Timer(REFRESH_SECONDS).tick(show, job, shown, concurrency_limit=None, show_progress="hidden")
@@ -217,6 +220,10 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                     [apply_errors, compare, results, download_one, download_all],
                     concurrency_limit=1, concurrency_id="apply")
     return app
+
+
+def needs_base_model(name: str) -> bool:
+    return any(field.name == "base_model" for field in dataclasses.fields(REGISTRY[name].config_class))
 
 
 def preset_kwargs(name: str) -> dict:

@@ -95,10 +95,12 @@ class Jobs:
     # --- training ---------------------------------------------------------------------------------
 
     def start_training(self, before: list[Path], after: list[Path], archive: Path | None, method: str,
-                       preset: str | None, steps: int | None) -> str:
+                       preset: str | None, steps: int | None, base_model: str | None = None) -> str:
         """Check the uploads and settings, then start learning; returns the job id."""
         chosen = get_method(method)
-        config = chosen.make_config(preset, steps=steps)
+        config = chosen.make_config(preset, steps=steps, base_model=base_model or None)
+        if hasattr(config, "base_model"):
+            check_base_model(config.base_model)
         with self._lock:
             running = self._running_job()
             if running is not None:
@@ -113,7 +115,8 @@ class Jobs:
                 raise
             settings = {"method": chosen.name, "preset": preset or chosen.default_preset,
                         "steps": getattr(config, "steps", 0), "pairs": len(pairs), "created": time.time(),
-                        "trainable": isinstance(config, TrainableConfig), "wanted": "run"}
+                        "trainable": isinstance(config, TrainableConfig), "wanted": "run",
+                        "base_model": getattr(config, "base_model", None)}
             write_text_atomic(folder / "job.json", json.dumps(settings, indent=2))
             self._launch(job, resume=False)
             return job
@@ -185,6 +188,8 @@ class Jobs:
                    "--method", settings["method"], "--quiet"]
         if settings["preset"]:
             command += ["--preset", settings["preset"]]
+        if settings.get("base_model"):
+            command += ["--base-model", settings["base_model"]]
         if settings["trainable"]:
             command += ["--steps", str(settings["steps"]),
                         "--checkpoint-every", str(max(1, settings["steps"] // CHECKPOINTS_PER_RUN))]
@@ -290,6 +295,17 @@ class Jobs:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
                 process.wait(timeout=30)
+
+
+def check_base_model(base_model: str) -> None:
+    """The one-line reason a method that builds on pretrained weights cannot start, before a job
+    is made for it (loading the weights themselves happens in the training process)."""
+    if not base_model:
+        raise AnalogizeError("this method builds on a pretrained diffusion model: give the folder of a "
+                             "downloaded diffusers pipeline as the base model (docs/methods/pairedit.md)")
+    if not Path(base_model).is_dir() and "/" not in base_model:
+        raise AnalogizeError(f"{base_model}: no such folder on the server; give the folder of a downloaded "
+                             "diffusers pipeline")
 
 
 def read_losses(path: Path) -> list[dict[str, float]]:
