@@ -19,6 +19,7 @@ from .training import LOG_DESTINATIONS, MIXED_PRECISION_MODES
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 APPLY_SUMMARY = "analogize-apply.json"
+HISTORY_SUFFIX = ".history.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +112,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", parents=[common], help="the whole pipeline on packaged photos")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
     demo.set_defaults(handler=run_demo_command)
+
+    edit = commands.add_parser("edit", parents=[common],
+                               help="PIXELS: edit a photo towards exemplar images, per pixel (pretrained backbone)")
+    edit.add_argument("source", type=Path, help="the photo to edit (an earlier edit's output continues its history)")
+    edit.add_argument("--exemplar", action="append", required=True, metavar="IMAGE[@SCALE,LEFT,TOP]",
+                      help="exemplar image, aligned with the source; with @scale,left,top it is scaled and "
+                           "pasted onto the source there (and its map defaults to that area). Repeatable")
+    edit.add_argument("--map", action="append", type=Path, default=[],
+                      help="edit map per exemplar, in order: white keeps the source, black takes the exemplar")
+    edit.add_argument("-o", "--output", type=Path, required=True, help="image to write")
+    edit.add_argument("--base-model", required=True, help="diffusers pipeline folder (or cached hub id)")
+    edit.add_argument("--steps", type=int, default=50)
+    edit.add_argument("--strength", type=float, default=1.0, help="img2img strength in (0, 1]")
+    edit.add_argument("--prompt", default="")
+    edit.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (1 = off)")
+    edit.add_argument("--resolution", type=int, default=512, help="longer side the model works at")
+    edit.add_argument("--dtype", default="fp32")
+    edit.add_argument("--seed", type=int, default=0)
+    edit.set_defaults(handler=run_pixels_edit)
 
     export = commands.add_parser("export", help="write a LoRA edit's LoRAs for diffusers and kohya/ComfyUI")
     export.add_argument("edit", type=Path)
@@ -303,6 +323,46 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from .bench.demo import run_demo
 
     run_demo(args.out, progress=args.progress)
+    return 0
+
+
+def run_pixels_edit(args: argparse.Namespace) -> int:
+    from .atomic import write_text_atomic
+    from .backbones import BackboneConfig, load_backbone
+    from .images import load_image, save_image
+    from .methods.pixels import Exemplar, pixels_edit, place
+
+    if len(args.map) > len(args.exemplar):
+        raise AnalogizeError(f"{len(args.map)} --map for {len(args.exemplar)} --exemplar; give at most one map each")
+    source = load_image(args.source, args.max_pixels)
+    exemplars, record = [], []
+    for index, given in enumerate(args.exemplar):
+        path, _, placement = given.partition("@")
+        image = load_image(Path(path), args.max_pixels)
+        edit_map = load_image(args.map[index], args.max_pixels) if index < len(args.map) else None
+        entry = {"image": path, "map": str(args.map[index]) if index < len(args.map) else None}
+        if placement:
+            try:
+                scale, left, top = (float(value) for value in placement.split(","))
+            except ValueError:
+                raise AnalogizeError(f"--exemplar {given}: write the placement as @scale,left,top, e.g. @0.5,40,10") from None
+            image, placed_map = place(image, source, scale=scale, left=round(left), top=round(top))
+            edit_map = placed_map if edit_map is None else edit_map
+            entry["placement"] = {"scale": scale, "left": round(left), "top": round(top)}
+        exemplars.append(Exemplar(image, edit_map))
+        record.append(entry)
+    backbone = load_backbone(BackboneConfig(base_model=args.base_model, dtype=args.dtype, resolution=args.resolution))
+    result = pixels_edit(backbone, source, exemplars, steps=args.steps, strength=args.strength, seed=args.seed,
+                         prompt=args.prompt, guidance=args.guidance)
+    save_image(result, args.output)
+    # Progressive editing: the output's history is the source's, plus this step.
+    earlier = args.source.with_name(args.source.name + HISTORY_SUFFIX)
+    history = json.loads(earlier.read_text()) if earlier.is_file() else []
+    history.append({"source": str(args.source), "exemplars": record, "base_model": args.base_model,
+                    "steps": args.steps, "strength": args.strength, "seed": args.seed, "prompt": args.prompt,
+                    "guidance": args.guidance})
+    write_text_atomic(args.output.with_name(args.output.name + HISTORY_SUFFIX), json.dumps(history, indent=2))
+    print(f"edited {args.source} towards {len(exemplars)} exemplar(s) -> {args.output} (step {len(history)})")
     return 0
 
 
