@@ -381,3 +381,16 @@ def test_pickles_are_refused_without_being_unpickled(tmp_path, assert_clear_erro
                 reader(path)
             assert_clear_error(caught.value, path, "not a complete safetensors file")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_registered_method_leaves_pixels_outside_the_strength_map_untouched(
+    pair_folder, image, name, tiny_backbones
+):
+    method = get_method(name)
+    edit = method.learn(PairSet.from_folder(pair_folder), quick_config(method, tiny_backbones["sd"]), progress=False)
+    strength_map = np.zeros(image.shape[:2], dtype=np.float32)
+    strength_map[:, image.shape[1] // 2:] = 1.0
+    result = edit.apply(image, strength_map=strength_map, seed=1)
+    assert result.shape == image.shape
+    np.testing.assert_array_equal(result[:, : image.shape[1] // 2 - 1], image[:, : image.shape[1] // 2 - 1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -261,3 +263,30 @@ def test_merged_edits_add_their_loras_exactly(tiny_backbones, tmp_path, capsys):
     capsys.readouterr()
     assert main(["merge", str(paths[0]), "-o", str(tmp_path / "one.edit")]) == 2
     assert "two or more" in capsys.readouterr().err
+
+
+def test_a_strength_map_goes_through_the_pixels_surgery(tiny_backbones, monkeypatch):
+    pairedit = importlib.import_module("analogize.methods.pairedit")
+
+    calls = []
+    original = pairedit.pixels_edit
+
+    def spy(backbone, source, exemplars, **settings):
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        calls.append(exemplars[0].edit_map)
+        layers = [module for module in backbone.denoiser.modules() if isinstance(module, BaseTunerLayer)]
+        assert layers and all(layer.disable_adapters for layer in layers)  # the base model, LoRAs off
+        return original(backbone, source, exemplars, **settings)
+
+    monkeypatch.setattr(pairedit, "pixels_edit", spy)
+    method = get_method("pairedit")
+    edit = method.learn(one_pair(), method.make_config("tiny", base_model=str(tiny_backbones["sd"]), steps=2),
+                        progress=False)
+    image = random_image(16, 20, seed=3)
+    strength_map = np.zeros((16, 20), np.float32)
+    strength_map[:, 10:] = 0.5
+    edit.apply(image, strength_map=strength_map)
+    assert len(calls) == 1
+    np.testing.assert_allclose(calls[0][:, :9], 1.0)  # PIXELS' white: keep the source
+    np.testing.assert_allclose(calls[0][:, 11:], 0.5)

@@ -18,7 +18,8 @@ paper's v_c = β·ε and v_s = β·ε + η·(x_0^A − x_0^B).
 
 Applying to a photo (the original's real-image editing): fit an "inversion" LoRA to the photo,
 then sample from noise with it on; from step `skip` on, the velocity is
-v_content + guidance·(v_semantic − v_content), guidance = semantic_cfg × strength.
+v_content + guidance·(v_semantic − v_content), guidance = semantic_cfg × strength. A strength map
+or mask is applied through PIXELS' per-pixel surgery (see PairEditEdit.apply).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..images import resize
 from ..pairs import PairSet
 from ..training import run_training
 from .base import Edit, Method, MethodConfig, TrainableConfig, blend, check_apply_inputs, strength_weight
+from .pixels import Exemplar, pixels_edit
 
 ATTENTION_PROJECTIONS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
 """Every Linear of every attention module (FLUX's joint attention has the add_* ones; SD's not)."""
@@ -302,13 +304,24 @@ class PairEditEdit(Edit):
 
     def apply(self, image: np.ndarray, *, strength: float = 1.0, strength_map: np.ndarray | None = None,
               mask: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
-        """Strength sets the semantic guidance (semantic_cfg × strength) inside the sampler;
-        a strength map or mask then blends the edited photo with the original per pixel."""
+        """Strength sets the semantic guidance (semantic_cfg × strength) inside the sampler. A
+        strength map or mask goes through PIXELS (pixels.py): the base model, LoRAs off, denoises
+        the edited photo while holding each pixel to the original for (1 − weight)·N steps, so the
+        transition is the model's own; pixels of weight 0 are then restored exactly."""
         check_apply_inputs(image, strength)
         weight = strength_weight(image.shape[:2], 1.0, strength_map, mask)
         if not weight.any():
             return image.copy()
-        return blend(image, self.edit(image, seed=seed, strength=strength), weight)
+        edited = self.edit(image, seed=seed, strength=strength)
+        if weight.min() < 1.0:
+            denoiser = self.backbone.denoiser
+            denoiser.disable_adapters()
+            try:
+                edited = pixels_edit(self.backbone, image, [Exemplar(edited, 1.0 - weight[..., 0])],
+                                     steps=self.config.sample_steps, seed=seed)
+            finally:
+                denoiser.enable_adapters()
+        return blend(image, edited, weight)
 
     def edit(self, image: np.ndarray, *, seed: int, strength: float = 1.0) -> np.ndarray:
         backbone, config = self.backbone, self.config
