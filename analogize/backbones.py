@@ -170,8 +170,11 @@ class Backbone:
     def latent_side(self) -> int:
         return self.resolution // self.vae_scale
 
-    def predict(self, noised: torch.Tensor, level: Level, condition: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The denoiser's output for latents (N, c, h, w) at `level`, in its own parametrisation."""
+    def predict(self, noised: torch.Tensor, level: Level, condition: dict[str, torch.Tensor],
+                network: torch.nn.Module | None = None) -> torch.Tensor:
+        """The denoiser's output for latents (N, c, h, w) at `level`, in its own parametrisation.
+        `network` is the denoiser as wrapped for training (distributed, mixed precision), if it is."""
+        network = network or self.denoiser
         n, channels, height, width = noised.shape
         noised = noised.to(self.dtype)
         expand = {name: value.expand(n, *value.shape[1:]) if value.dim() > 2 else value
@@ -183,7 +186,7 @@ class Backbone:
             image_ids = FluxPipeline._prepare_latent_image_ids(n, height // 2, width // 2, self.device, self.dtype)
             guidance = (torch.full((n,), self.guidance, device=self.device)
                         if self.denoiser.config.guidance_embeds else None)
-            output = self.denoiser(
+            output = network(
                 hidden_states=packed, timestep=torch.full((n,), level.timestep / 1000.0, device=self.device),
                 guidance=guidance, img_ids=image_ids, return_dict=False, **expand,
             )[0]
@@ -192,7 +195,7 @@ class Backbone:
         timestep = torch.full((n,), level.timestep, device=self.device)
         added = ({"text_embeds": expand["text_embeds"].expand(n, -1), "time_ids": expand["time_ids"].expand(n, -1)}
                  if self.family == "sdxl" else None)
-        return self.denoiser(noised, timestep, encoder_hidden_states=expand["encoder_hidden_states"],
+        return network(noised, timestep, encoder_hidden_states=expand["encoder_hidden_states"],
                              added_cond_kwargs=added).sample.float()
 
     def estimates(self, noised: torch.Tensor, output: torch.Tensor, level: Level) -> tuple[torch.Tensor, torch.Tensor]:

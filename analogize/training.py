@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedType, broadcast, find_batch_size, send_to_device, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, DistributedType, broadcast, find_batch_size, send_to_device, set_seed
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -146,6 +146,9 @@ class TrainingTask(Protocol):
     def batch(self, rng: np.random.Generator) -> Any:
         """One batch (tensors, or tuples/dicts of them) drawn from `rng` alone."""
 
+    # Optional: `find_unused_parameters = True` when a step's backward passes leave some trainable
+    # weights without gradients (distributed training must then look for them).
+
     def training_step(self, batch: Any, accelerator: Accelerator) -> dict[str, float]:
         """Learn from `batch` (already on the device): `accelerator.backward`, then step the
         optimizers. The loop zeroes the gradients after each step (not the task before each batch,
@@ -192,7 +195,7 @@ def run_training(
                 f"{run_dir}: holds checkpoints of an earlier run; continue it with --resume, or delete that folder to start over"
             )
 
-    accelerator = make_accelerator(settings, run_dir)
+    accelerator = make_accelerator(settings, run_dir, getattr(task, "find_unused_parameters", False))
     check_data_parallel(accelerator)
     accelerator.register_save_state_pre_hook(drop_frozen_weights)
     set_seed(settings.seed, device_specific=True)
@@ -273,7 +276,7 @@ def run_training(
     )
 
 
-def make_accelerator(settings: LoopSettings, run_dir: Path | None) -> Accelerator:
+def make_accelerator(settings: LoopSettings, run_dir: Path | None, find_unused_parameters: bool = False) -> Accelerator:
     """accelerate keeps one process-wide state that refuses a second mixed-precision mode, but one
     process may train several methods in turn (the benchmark). A different mode resets that state;
     the distributed set-up (accelerate's PartialState) is kept."""
@@ -287,6 +290,7 @@ def make_accelerator(settings: LoopSettings, run_dir: Path | None) -> Accelerato
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         log_with="tensorboard" if tensorboard else None,
         project_dir=str(run_dir) if tensorboard else None,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
     )
 
 

@@ -1,7 +1,9 @@
 """Started by test_distributed.py under `torchrun`: learns with each method named on the command
 line (tiny preset) and saves this process's weights, so the test can compare the processes.
 
-    python -m torch.distributed.run --nproc_per_node 2 distributed_worker.py PAIRS OUT METHOD...
+    python -m torch.distributed.run --nproc_per_node 2 distributed_worker.py PAIRS OUT METHOD[=BASE_MODEL]...
+
+(pairedit=FOLDER names the tiny backbone pairedit builds on.)
 """
 
 import sys
@@ -16,8 +18,9 @@ from analogize.pairs import PairSet
 pairs_folder, out, *methods = sys.argv[1:]
 state = process_state()
 pairs = PairSet.from_folder(Path(pairs_folder))
-for method in methods:
-    edit = learn(pairs, method, "tiny", steps=6)
+for given in methods:
+    method, _, base_model = given.partition("=")
+    edit = learn(pairs, method, "tiny", steps=6, **({"base_model": base_model} if base_model else {}))
     tensors = {name: tensor.contiguous() for name, tensor in edit.state_dict().items()}
     name = f"{method}-process{state.process_index}-of{state.num_processes}.safetensors"
     save_file(tensors, Path(out) / name)

@@ -46,10 +46,10 @@ def pairs_folder(tmp_path):
     return make_pair_folder(tmp_path / "pairs", {name: (image, warm_edit(image)) for name, image in images.items()})
 
 
-def test_every_process_ends_with_the_same_weights(tmp_path, pairs_folder):
-    finished = run(torchrun(WORKER, pairs_folder, tmp_path, "pix2pix", "fewshot"))
+def test_every_process_ends_with_the_same_weights(tmp_path, pairs_folder, tiny_backbones):
+    finished = run(torchrun(WORKER, pairs_folder, tmp_path, "pix2pix", "fewshot", f"pairedit={tiny_backbones['sd']}"))
     assert finished.returncode == 0, finished.stderr
-    for method in ("pix2pix", "fewshot"):
+    for method in ("pix2pix", "fewshot", "pairedit"):
         first = load_file(tmp_path / f"{method}-process0-of2.safetensors")
         second = load_file(tmp_path / f"{method}-process1-of2.safetensors")
         # The processes drew different batches and dropout noise: only synchronised training

@@ -195,6 +195,9 @@ class PairEditTask:
         parameters += add_lora(denoiser, SEMANTIC, config.rank, config.alpha)
         for parameter in parameters:  # LoRAs train in fp32 even on a bf16 backbone
             parameter.data = parameter.data.float()
+            # Trainable when the loop wraps the denoiser, so distributed training syncs them all;
+            # each loss then switches off the LoRA it must not train.
+            parameter.requires_grad_(True)
         self.modules: dict[str, nn.Module] = {"denoiser": denoiser}
         self.optimizers = {"loras": torch.optim.AdamW(parameters, lr=config.learning_rate)}
         self.fingerprint = config.fingerprint(pairs)
@@ -202,6 +205,10 @@ class PairEditTask:
         self.targets = torch.cat([backbone.encode(to_model_range(pair.after, config.resolution)) for pair in pairs])
         self.levels = backbone.levels(config.grid_steps)
         self.condition = backbone.condition("")
+
+    find_unused_parameters = True
+    """Each of the step's two passes trains one LoRA: distributed training must expect weights
+    without gradients."""
 
     def batch(self, rng: np.random.Generator) -> dict[str, Any]:
         index = int(rng.integers(len(self.sources)))
@@ -217,12 +224,12 @@ class PairEditTask:
         source, target = self.sources[batch["pair"]][None], self.targets[batch["pair"]][None]
         noised, content_target, semantic_target = pairedit_targets(
             backbone, source, target, batch["noise"].to(source.device), level, config.noise_scale, config.eta)
-        denoiser = backbone.denoiser
+        denoiser, network = backbone.denoiser, self.modules["denoiser"]  # network: as prepared by the loop
         use_loras(denoiser, {CONTENT: 1.0}, trained=CONTENT)
-        content_loss = F.mse_loss(backbone.predict(noised, level, self.condition), content_target)
+        content_loss = F.mse_loss(backbone.predict(noised, level, self.condition, network), content_target)
         accelerator.backward(content_loss)
         use_loras(denoiser, {CONTENT: 1.0, SEMANTIC: 1.0}, trained=SEMANTIC)
-        semantic_loss = F.mse_loss(backbone.predict(noised, level, self.condition), semantic_target)
+        semantic_loss = F.mse_loss(backbone.predict(noised, level, self.condition, network), semantic_target)
         accelerator.backward(semantic_loss)
         for optimizer in self.optimizers.values():
             optimizer.step()
