@@ -150,6 +150,12 @@ def test_learn_apply_and_export_from_the_command_line(tiny_backbones, tmp_path, 
     capsys.readouterr()
     assert main(["export", str(edit_path), "-o", str(tmp_path / "export")]) == 0
     assert len(capsys.readouterr().out.split()) == 4
+    kohya = load_file(tmp_path / "export" / "pairedit_semantic_kohya.safetensors")
+    downs = [key for key in kohya if key.endswith(".lora_down.weight")]
+    assert downs and all(key.startswith("lora_unet_") for key in kohya)
+    for down in downs:  # each layer: down, up and alpha, as A1111 / ComfyUI read them
+        stem = down.removesuffix(".lora_down.weight")
+        assert {f"{stem}.lora_up.weight", f"{stem}.alpha"} <= kohya.keys()
 
 
 @pytest.mark.parametrize("family", ["flux", "sd", "sdxl"])
