@@ -5,6 +5,7 @@ $ANALOGIZE_SCREENSHOTS (docs/images when refreshing the docs) when that is set.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import zipfile
@@ -185,3 +186,44 @@ def test_a_reload_during_training_keeps_its_progress(page, server, tmp_path):
     wait_for_status(page, "running")
     page.click("#cancel")
     wait_for_status(page, "cancelled")
+
+
+def test_pixels_screen_edits_where_painted_and_keeps_a_history(page, server, tmp_path, tiny_backbones):
+    photo = write_image(real_photo(1, 96, 64), tmp_path / "photo.png")
+    exemplar = write_image(real_photo(2, 96, 64), tmp_path / "exemplar.png")
+    page.get_by_role("tab", name="Exemplar (PIXELS)").click()
+    page.locator("#pixels-source input[type=file]").set_input_files(str(photo))
+    page.locator("#pixels-exemplar input[type=file]").set_input_files(str(exemplar))
+    canvas = page.locator("#pixels-painter canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(500)
+    page.click("#pixels-painter button[aria-label=Brush]")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=4)
+    page.mouse.up()
+    page.locator("#pixels-base-model input, #pixels-base-model textarea").first.fill(str(tiny_backbones["sd"]))
+    steps = page.locator("#pixels-steps input[type=number]")
+    steps.fill("3")
+    steps.press("Enter")
+    page.click("#pixels-run")
+    page.locator("#pixels-compare img").first.wait_for(timeout=TRAINING_TIMEOUT_MS)
+    steps_shown = "(document.querySelector('#pixels-history').innerText.match(/base_model/g) || []).length"
+    page.wait_for_function(f"{steps_shown} == 1", timeout=TRAINING_TIMEOUT_MS)
+    screenshot(page, tmp_path, "web-pixels")
+    page.click("#pixels-again")
+    page.wait_for_timeout(500)
+    page.click("#pixels-run")
+    page.wait_for_function(f"{steps_shown} == 2", timeout=TRAINING_TIMEOUT_MS)
+    histories = sorted((server[1] / "edit").glob("*/history.json"), key=lambda path: path.stat().st_mtime)
+    assert [len(json.loads(path.read_text())) for path in histories[-2:]] == [1, 2]
+
+
+def test_pixels_without_a_base_model_says_why_in_the_page(page, tmp_path):
+    photo = write_image(real_photo(1, 48, 32), tmp_path / "photo.png")
+    page.get_by_role("tab", name="Exemplar (PIXELS)").click()
+    page.locator("#pixels-source input[type=file]").set_input_files(str(photo))
+    page.locator("#pixels-exemplar input[type=file]").set_input_files(str(photo))
+    page.click("#pixels-run")
+    page.get_by_text("builds on a pretrained diffusion model").first.wait_for()

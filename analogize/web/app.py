@@ -1,9 +1,10 @@
 """`analogize serve`: the web page over the same `Edit` surface as the command line.
 
-Two screens. Teach: drop before/after images (or a zip), pick a method and preset, learn with a
+Three screens. Teach: drop before/after images (or a zip), pick a method and preset, learn with a
 live progress bar and loss curve, cancel, resume, download the edit file. Apply: drop photos,
 pick an edit learned here or upload one, set the strength, optionally paint where the edit acts,
-compare before and after with a slider, download one result or all of them as a zip.
+compare before and after with a slider, download one result or all of them as a zip. Exemplar:
+PIXELS — a photo, an exemplar and a painted map, edited again and again with its history.
 
 The page holds no state of its own: every refresh asks `Jobs` (jobs.py) what the newest training
 is doing, so a reload, or a second tab, shows the same job. Errors in what the user gave become a
@@ -139,6 +140,31 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                                            elem_id="download-results")
                     download_all = gr.DownloadButton("Download all (zip)", visible=False, elem_id="download-all")
 
+            with gr.Tab("Exemplar (PIXELS)", id="pixels", elem_id="pixels-tab"):
+                gr.Markdown("Training-free: edit a photo towards an exemplar image where you paint "
+                            "(PIXELS, docs/methods/pixels.md). Needs a pretrained diffusion model on the server.")
+                with gr.Row():
+                    pixels_source = gr.Image(label="Photo", type="filepath", elem_id="pixels-source")
+                    pixels_exemplar = gr.Image(label="Exemplar, aligned with the photo", type="filepath",
+                                               elem_id="pixels-exemplar")
+                pixels_painter = gr.ImageEditor(
+                    label="Choose the brush and paint where the photo should follow the exemplar "
+                          "(nothing painted = everywhere)",
+                    type="numpy", image_mode="RGBA", sources=(), layers=False, transforms=(),
+                    brush=gr.Brush(colors=[(PAINT_COLOUR, 0.5)], color_mode="fixed"), elem_id="pixels-painter",
+                )
+                with gr.Row():
+                    pixels_base_model = gr.Textbox(label="Base model: folder of a downloaded diffusers pipeline",
+                                                   elem_id="pixels-base-model")
+                    pixels_steps = gr.Slider(1, 100, value=30, step=1, label="Steps", elem_id="pixels-steps")
+                    pixels_seed = gr.Number(0, precision=0, label="Seed", elem_id="pixels-seed")
+                with gr.Row():
+                    pixels_run = gr.Button("Edit", variant="primary", elem_id="pixels-run")
+                    pixels_again = gr.Button("Use the result as the photo (edit again)", elem_id="pixels-again")
+                pixels_compare = gr.ImageSlider(label="Before / after", type="filepath", elem_id="pixels-compare")
+                pixels_history = gr.JSON(label="History of this photo's edits", elem_id="pixels-history")
+                pixels_chain = gr.State([])
+
         # --- teach --------------------------------------------------------------------------------
         def choose_method(name: str):
             return gr.Dropdown(**preset_kwargs(name)), gr.Textbox(visible=needs_base_model(name)), method_note(name)
@@ -219,6 +245,31 @@ def build_app(jobs: Jobs) -> gr.Blocks:
         apply.click(run_apply, [photos, edit_choice, edit_upload, strength, painter],
                     [apply_errors, compare, results, download_one, download_all],
                     concurrency_limit=1, concurrency_id="apply")
+
+        # --- exemplar (PIXELS) --------------------------------------------------------------------
+        def run_pixels(source, exemplar, painted, base_model_path, steps_value, seed_value, chain):
+            if not source or not exemplar:
+                raise gr.Error("drop a photo and an exemplar image first", print_exception=False)
+            try:
+                result, chain = jobs.pixels(Path(source), Path(exemplar), strength_map_of(painted),
+                                            (base_model_path or "").strip(), steps=int(steps_value),
+                                            seed=int(seed_value or 0), history=chain)
+            except AnalogizeError as error:
+                raise one_line(error) from None
+            return (str(source), str(result)), chain, chain
+
+        def continue_from_result(chain):
+            if not chain:
+                raise gr.Error("edit the photo once first", print_exception=False)
+            return chain[-1]["result"]
+
+        pixels_source.change(lambda path: photo_to_paint([path] if path else None), pixels_source, pixels_painter)
+        pixels_run.click(run_pixels, [pixels_source, pixels_exemplar, pixels_painter, pixels_base_model, pixels_steps,
+                                      pixels_seed, pixels_chain], [pixels_compare, pixels_history, pixels_chain],
+                         concurrency_limit=1, concurrency_id="apply")
+        # A new photo starts a new history; the result fed back in continues the current one.
+        pixels_source.upload(lambda: ([], None), None, [pixels_chain, pixels_history])
+        pixels_again.click(continue_from_result, pixels_chain, pixels_source)
     return app
 
 

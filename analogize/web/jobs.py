@@ -9,6 +9,7 @@ one work folder, so a page reload (or a new browser tab) finds every job as it w
     WORKDIR/train/ID/edit.edit.run/          checkpoints and losses.csv (progress and the loss curve)
     WORKDIR/train/ID/log.txt                 the learn command's own output
     WORKDIR/apply/ID/                        inputs, the strength map, results and results.zip
+    WORKDIR/edit/ID/                         a PIXELS edit: source, exemplar, map, result, history.json
 
 A training is the `analogize learn` command run as a child process: cancelling stops it, resuming
 runs it again with `--resume`, and a crash in it cannot take the server down. Only one runs at a
@@ -88,6 +89,8 @@ class Jobs:
         self.limits = limits or Limits()
         (self.workdir / "train").mkdir(parents=True, exist_ok=True)
         (self.workdir / "apply").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "edit").mkdir(parents=True, exist_ok=True)
+        self._backbones: dict[str, object] = {}
         self._lock = threading.Lock()
         self._processes: dict[str, subprocess.Popen] = {}
         self._edits: OrderedDict[tuple[str, float], Edit] = OrderedDict()
@@ -263,6 +266,38 @@ class Jobs:
                 if strength_map is not None:
                     archive.write(folder / STRENGTH_MAP_NAME, STRENGTH_MAP_NAME)
         return inputs, results, errors
+
+    def pixels(self, source: Path, exemplar: Path, paint: np.ndarray | None, base_model: str, *, steps: int,
+               seed: int, history: list[dict] | None = None) -> tuple[Path, list[dict]]:
+        """PIXELS on the server: edit `source` towards `exemplar` where `paint` (H, W) in [0, 1] is
+        set (everywhere when None). Returns the result and the history with this step appended;
+        a result used as the next source continues that history."""
+        from ..backbones import BackboneConfig, load_backbone
+        from ..methods.pixels import Exemplar, pixels_edit
+
+        check_base_model(base_model)
+        if base_model not in self._backbones:
+            self._backbones.clear()  # one pretrained model in memory at a time
+            self._backbones[base_model] = load_backbone(BackboneConfig(base_model=base_model))
+        folder = self.workdir / "edit" / secrets.token_hex(6)
+        folder.mkdir(parents=True)
+        image = load_image(source)
+        edit_map = None if paint is None else 1.0 - paint  # painted = follow the exemplar (PIXELS' black)
+        if edit_map is not None:
+            save_image(np.repeat(edit_map[..., None], 3, axis=2), folder / "map.png")
+        result = pixels_edit(self._backbones[base_model], image, [Exemplar(load_image(exemplar), edit_map)],
+                             steps=steps, seed=seed)
+        output = folder / "result.png"
+        save_image(result, output)
+        kept = {name: folder / f"{name}{Path(path).suffix}" for name, path in (("source", source), ("exemplar", exemplar))}
+        shutil.copyfile(source, kept["source"])
+        shutil.copyfile(exemplar, kept["exemplar"])
+        step = {"source": str(kept["source"]), "exemplar": str(kept["exemplar"]),
+                "map": str(folder / "map.png") if edit_map is not None else None, "steps": steps, "seed": seed,
+                "base_model": base_model, "result": str(output)}
+        history = [*(history or []), step]
+        write_text_atomic(folder / "history.json", json.dumps(history, indent=2))
+        return output, history
 
     def edit_of_training(self, job: str) -> Path:
         path = self._folder("train", job) / EDIT_NAME
