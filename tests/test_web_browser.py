@@ -88,18 +88,23 @@ def pair_files(folder: Path, count: int = 3) -> tuple[list[Path], list[Path]]:
     return before, after
 
 
-def wait_for_status(page, text: str, timeout: int = TRAINING_TIMEOUT_MS) -> None:
-    page.locator("#training-status", has_text=text).wait_for(timeout=timeout)
-
-
-def test_teach_apply_paint_and_download_match_the_command_line(page, server, tmp_path):
+def start_pix2pix_training(page, tmp_path: Path, steps: int) -> None:
+    """Upload three pairs and learn pix2pix (tiny preset) for `steps` steps."""
     before, after = pair_files(tmp_path / "pairs")
     upload(page, "before-files", before)
     upload(page, "after-files", after)
     choose(page, "method", "pix2pix")
     choose(page, "preset", "tiny")
-    page.locator("#steps input").fill("12")
+    page.locator("#steps input").fill(str(steps))
     page.click("#learn")
+
+
+def wait_for_status(page, text: str, timeout: int = TRAINING_TIMEOUT_MS) -> None:
+    page.locator("#training-status", has_text=text).wait_for(timeout=timeout)
+
+
+def test_teach_apply_paint_and_download_match_the_command_line(page, server, tmp_path):
+    start_pix2pix_training(page, tmp_path, steps=12)
     wait_for_status(page, "done")
     progress = page.locator("#training-progress")
     assert progress.get_attribute("value") == progress.get_attribute("max") == "12"
@@ -165,13 +170,7 @@ def test_an_upload_that_is_not_an_image_shows_the_error_in_the_page(page, tmp_pa
 
 
 def test_a_reload_during_training_keeps_its_progress(page, server, tmp_path):
-    before, after = pair_files(tmp_path / "pairs")
-    upload(page, "before-files", before)
-    upload(page, "after-files", after)
-    choose(page, "method", "pix2pix")
-    choose(page, "preset", "tiny")
-    page.locator("#steps input").fill("100000")
-    page.click("#learn")
+    start_pix2pix_training(page, tmp_path, steps=100_000)
     wait_for_status(page, "running")
     page.wait_for_function("document.querySelector('#training-progress')?.value > 0", timeout=TRAINING_TIMEOUT_MS)
     job = page.locator("#training-status code").inner_text()
