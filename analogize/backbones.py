@@ -114,6 +114,20 @@ class Backbone:
         shift = vae.config.shift_factor or 0.0
         return vae.decode(latents.to(self.dtype) / vae.config.scaling_factor + shift).sample.float()
 
+    def encode_image(self, image: np.ndarray, height: int, width: int) -> torch.Tensor:
+        """An (H, W, 3) image in [0, 1], resized to height × width -> float32 latent (1, c, h, w)."""
+        from .images import resize
+
+        pixels = torch.from_numpy(resize(image, (width, height)).transpose(2, 0, 1).copy())[None] * 2.0 - 1.0
+        return self.encode(pixels).float()
+
+    def decode_image(self, latent: torch.Tensor, height: int, width: int) -> np.ndarray:
+        """A latent (1, c, h, w) -> float32 (height, width, 3) image in [0, 1]."""
+        from .images import resize
+
+        picture = ((self.decode(latent)[0].permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0).clip(0.0, 1.0)
+        return resize(picture.astype(np.float32), (width, height))
+
     @torch.no_grad()
     def condition(self, prompt: str = "") -> dict[str, torch.Tensor]:
         """The text conditioning of `prompt`, cached. On a GPU the text encoders (FLUX's T5-XXL is

@@ -72,9 +72,7 @@ def measure(family: str, variant: str, folder: str, steps: int, resolution: int)
         for parameter in parameters:
             parameter.requires_grad_(True)
         optimizer = torch.optim.AdamW(parameters, lr=1e-4)
-        from analogize.methods.pairedit import to_model_range
-
-        latent = backbone.encode(to_model_range(image, resolution)).float()
+        latent = backbone.encode_image(image, resolution, resolution)
         levels, condition = backbone.levels(28), backbone.condition("")
 
         def step():

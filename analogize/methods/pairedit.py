@@ -38,7 +38,6 @@ from torch import nn
 
 from ..backbones import Backbone, BackboneConfig, Level, load_backbone
 from ..errors import AnalogizeError
-from ..images import resize
 from ..pairs import PairSet
 from ..training import run_training
 from .base import Edit, Method, MethodConfig, TrainableConfig, blend, check_apply_inputs, strength_weight
@@ -179,12 +178,6 @@ def load_lora(denoiser: nn.Module, name: str, tensors: dict[str, torch.Tensor], 
 # --- training -------------------------------------------------------------------------------------
 
 
-def to_model_range(image: np.ndarray, resolution: int) -> torch.Tensor:
-    """(H, W, 3) in [0, 1] -> (1, 3, R, R) in [-1, 1], resized to the backbone's resolution."""
-    square = resize(image, (resolution, resolution))
-    return torch.from_numpy(square.transpose(2, 0, 1).copy())[None] * 2.0 - 1.0
-
-
 class PairEditTask:
     """Both LoRAs in the backbone's denoiser, one AdamW over them, the pairs' latents cached."""
 
@@ -201,8 +194,9 @@ class PairEditTask:
         self.modules: dict[str, nn.Module] = {"denoiser": denoiser}
         self.optimizers = {"loras": torch.optim.AdamW(parameters, lr=config.learning_rate)}
         self.fingerprint = config.fingerprint(pairs)
-        self.sources = torch.cat([backbone.encode(to_model_range(pair.before, config.resolution)) for pair in pairs])
-        self.targets = torch.cat([backbone.encode(to_model_range(pair.after, config.resolution)) for pair in pairs])
+        side = config.resolution
+        self.sources = torch.cat([backbone.encode_image(pair.before, side, side) for pair in pairs])
+        self.targets = torch.cat([backbone.encode_image(pair.after, side, side) for pair in pairs])
         self.levels = backbone.levels(config.grid_steps)
         self.condition = backbone.condition("")
 
@@ -332,12 +326,11 @@ class PairEditEdit(Edit):
 
     def edit(self, image: np.ndarray, *, seed: int, strength: float = 1.0) -> np.ndarray:
         backbone, config = self.backbone, self.config
-        latent = backbone.encode(to_model_range(image, config.resolution)).float()
+        latent = backbone.encode_image(image, config.resolution, config.resolution)
         fit_inversion(backbone, latent, config, seed)
         edited = sample(backbone, tuple(latent.shape), config, config.semantic_cfg * strength,
                         {INVERSION: 1.0, CONTENT: 1.0}, seed)
-        picture = ((backbone.decode(edited)[0].permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0).clip(0.0, 1.0)
-        return resize(picture.astype(np.float32), (image.shape[1], image.shape[0]))
+        return backbone.decode_image(edited, *image.shape[:2])
 
     def generate(self, *, scale: float = 1.0, seed: int = 0) -> np.ndarray:
         """An image of the base model's own (empty prompt), with the semantic LoRA at slider
@@ -346,7 +339,7 @@ class PairEditEdit(Edit):
         side = backbone.latent_side
         channels = backbone.pipeline.vae.config.latent_channels
         latent = sample(backbone, (1, channels, side, side), config, scale, {CONTENT: 1.0}, seed)
-        return ((backbone.decode(latent)[0].permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0).clip(0, 1).astype(np.float32)
+        return backbone.decode_image(latent, side * backbone.vae_scale, side * backbone.vae_scale)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {**{f"content.{k}": v for k, v in self.content.items()},

@@ -113,10 +113,6 @@ def to_latent_map(edit_map: np.ndarray | None, side_h: int, side_w: int, device:
     return F.interpolate(tensor, size=(side_h, side_w), mode="area").clamp(0.0, 1.0).to(device)
 
 
-def to_model_input(image: np.ndarray, height: int, width: int) -> torch.Tensor:
-    return torch.from_numpy(resize(image, (width, height)).transpose(2, 0, 1).copy())[None] * 2.0 - 1.0
-
-
 def working_size(image: np.ndarray, resolution: int, multiple: int) -> tuple[int, int]:
     """(height, width) with the longer side at `resolution`, both multiples of `multiple`."""
     height, width = image.shape[:2]
@@ -134,9 +130,9 @@ def pixels_edit(backbone: Backbone, source: np.ndarray, exemplars: list[Exemplar
         raise AnalogizeError(f"strength {strength} is outside (0, 1]; 1 runs all steps from noise")
     multiple = backbone.vae_scale * (2 if backbone.family == "flux" else 1)  # FLUX packs 2×2 latent patches
     height, width = working_size(source, backbone.resolution, multiple)
-    source_latent = backbone.encode(to_model_input(source, height, width)).float()
+    source_latent = backbone.encode_image(source, height, width)
     side_h, side_w = source_latent.shape[-2:]
-    pieces = [(backbone.encode(to_model_input(exemplar.image, height, width)).float(),
+    pieces = [(backbone.encode_image(exemplar.image, height, width),
                to_latent_map(exemplar.edit_map, side_h, side_w, backbone.device)) for exemplar in exemplars]
     exemplar_latent, edit_map = combine(source_latent, pieces)
     generator = torch.Generator().manual_seed(seed)  # one fixed noise for each latent, for the whole run
@@ -148,8 +144,7 @@ def pixels_edit(backbone: Backbone, source: np.ndarray, exemplars: list[Exemplar
         condition=backbone.condition(prompt), uncondition=backbone.condition("") if guidance != 1.0 else None,
         guidance=guidance, surgery=pixels_surgery(source_latent, source_noise, edit_map, locked_steps),
     )
-    picture = ((backbone.decode(latent)[0].permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0).clip(0.0, 1.0)
-    return resize(picture.astype(np.float32), (source.shape[1], source.shape[0]))
+    return backbone.decode_image(latent, *source.shape[:2])
 
 
 def place(reference: np.ndarray, canvas: np.ndarray, *, scale: float = 1.0, left: int = 0,
