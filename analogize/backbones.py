@@ -176,9 +176,12 @@ class Backbone:
             scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / steps, steps).tolist(), mu=mu)
             return [Level(float(sigma) * 1000.0, 1.0 - float(sigma), float(sigma)) for sigma in scheduler.sigmas[:steps]]
         scheduler.set_timesteps(steps)
-        alphas = scheduler.alphas_cumprod
-        return [Level(float(t), float(alphas[int(t)].sqrt()), float((1 - alphas[int(t)]).sqrt()))
-                for t in scheduler.timesteps]
+        return [self.level_at(int(t)) for t in scheduler.timesteps]
+
+    def level_at(self, timestep: int) -> Level:
+        """The level of one of the scheduler's training timesteps (ε- and v-prediction families)."""
+        alpha = self.pipeline.scheduler.alphas_cumprod[timestep]
+        return Level(float(timestep), float(alpha.sqrt()), float((1 - alpha).sqrt()))
 
     @property
     def latent_side(self) -> int:
@@ -232,6 +235,15 @@ class Backbone:
         return a * noise - b * clean
 
 
+def quiet_loading() -> None:
+    """No loading bars from diffusers and transformers: they are noise; our own progress shows the work."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load_backbone(config: BackboneConfig) -> Backbone:
     """Load the pipeline named by `config.base_model` from local files only."""
     try:
@@ -251,8 +263,7 @@ def load_backbone(config: BackboneConfig) -> Backbone:
                           else "cpu" if config.device == "auto" else config.device)
     if device.type == "cpu" and (config.dtype == "fp16" or config.cpu_offload):
         raise AnalogizeError("fp16 and cpu_offload need a GPU; use dtype fp32 or bf16 on the CPU")
-    diffusers.utils.logging.disable_progress_bar()  # loading bars are noise; our own progress shows training
-    transformers.utils.logging.disable_progress_bar()
+    quiet_loading()
     try:
         pipeline = DiffusionPipeline.from_pretrained(config.base_model, dtype=DTYPES[config.dtype],
                                                      local_files_only=True)

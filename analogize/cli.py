@@ -69,13 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "original's train_image.yaml); flags given here win")
     learn.add_argument("--base-model", help="pretrained diffusers pipeline (folder or cached hub id) for "
                                             "methods that build on one (pairedit)")
-    training = learn.add_argument_group("training (trainable methods; defaults from the preset)")
-    training.add_argument("--checkpoint-every", type=int, help="steps between checkpoints in OUTPUT.run/")
-    training.add_argument("--gradient-accumulation", type=int, dest="gradient_accumulation_steps",
-                          help="batches summed into each update")
-    training.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES)
-    training.add_argument("--log", choices=LOG_DESTINATIONS, dest="log_with",
-                          help="training log in OUTPUT.run/: losses.csv, tensorboard/ or none (default csv)")
+    add_training_options(learn.add_argument_group("training (trainable methods; defaults from the preset)"))
     learn.set_defaults(handler=run_learn)
 
     apply = commands.add_parser("apply", parents=[common], help="apply an edit to photos")
@@ -132,6 +126,45 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--seed", type=int, default=0)
     edit.set_defaults(handler=run_pixels_edit)
 
+    paint = commands.add_parser("paint", parents=[common],
+                                help="Paint by Example: repaint a masked region after an exemplar image (pretrained model)")
+    paint.add_argument("images", type=Path, nargs="+",
+                       help="photos, or folders of photos; a photo's mask is --mask, --box, NAME_mask.png beside it, "
+                            "or its transparent pixels")
+    paint.add_argument("--exemplar", type=Path, required=True, help="image of what to paint in")
+    paint.add_argument("--exemplar-mask", type=Path, help="white = the object in the exemplar (the rest is ignored)")
+    paint.add_argument("--mask", type=Path, help="greyscale image, any size: white = repaint (for every photo)")
+    paint.add_argument("--box", help="x0,y0,x1,y1 in pixels: repaint this box (for every photo)")
+    paint.add_argument("-o", "--output", type=Path, required=True, help="folder for the results")
+    paint.add_argument("--base-model", required=True,
+                       help="Paint-by-Example folder (Fantasy-Studio/Paint-by-Example, or from train-pbe) or cached hub id")
+    paint.add_argument("--steps", type=int, default=50)
+    paint.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance (1 = off)")
+    paint.add_argument("--resolution", type=int, default=512, help="side of the crop around the mask the model sees")
+    paint.add_argument("--context", type=float, default=2.0,
+                       help="that crop's side in multiples of the mask's extent (default %(default)s)")
+    paint.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    paint.add_argument("--device", default="auto")
+    paint.add_argument("--seed", type=int, default=0)
+    paint.add_argument("--overwrite", action="store_true", help="redo photos whose output exists")
+    paint.set_defaults(handler=run_paint)
+
+    train_pbe = commands.add_parser("train-pbe", parents=[common],
+                                    help="train a Paint-by-Example model on images with object boxes")
+    train_pbe.add_argument("images", type=Path, help="folder of images with boxes.json")
+    train_pbe.add_argument("-o", "--output", type=Path, required=True,
+                           help="folder for the trained model (checkpoints in OUTPUT.run/)")
+    train_pbe.add_argument("--base-model", help="Paint-by-Example folder to continue, or Stable Diffusion 1.x to start from")
+    train_pbe.add_argument("--clip-model", help="CLIP vision model folder (with a Stable Diffusion base model)")
+    train_pbe.add_argument("--preset", help="tiny (tests) or gpu")
+    train_pbe.add_argument("--steps", type=int)
+    train_pbe.add_argument("--batch-size", type=int)
+    train_pbe.add_argument("--learning-rate", type=float)
+    train_pbe.add_argument("--seed", type=int)
+    train_pbe.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT.run/")
+    add_training_options(train_pbe)
+    train_pbe.set_defaults(handler=run_train_pbe)
+
     export = commands.add_parser("export", help="write a LoRA edit's LoRAs for diffusers and kohya/ComfyUI")
     export.add_argument("edit", type=Path)
     export.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
@@ -157,6 +190,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_training_options(group) -> None:
+    """The shared training loop's flags (defaults come from the preset)."""
+    group.add_argument("--checkpoint-every", type=int, help="steps between checkpoints in OUTPUT.run/")
+    group.add_argument("--gradient-accumulation", type=int, dest="gradient_accumulation_steps",
+                       help="batches summed into each update")
+    group.add_argument("--mixed-precision", choices=MIXED_PRECISION_MODES)
+    group.add_argument("--log", choices=LOG_DESTINATIONS, dest="log_with",
+                       help="training log in OUTPUT.run/: losses.csv, tensorboard/ or none (default csv)")
+
+
+def training_flags(args: argparse.Namespace) -> dict:
+    return dict(steps=args.steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
+                log_with=args.log_with, base_model=args.base_model)
+
+
 def run_learn(args: argparse.Namespace) -> int:
     from .distributed import process_state
     from .editfile import save_edit
@@ -165,11 +214,7 @@ def run_learn(args: argparse.Namespace) -> int:
 
     method = get_method(args.method)
     from_file = method.settings_from_file(read_settings_file(args.config), str(args.config)) if args.config else {}
-    flags = dict(
-        steps=args.steps, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, mixed_precision=args.mixed_precision,
-        log_with=args.log_with, base_model=args.base_model,
-    )
+    flags = training_flags(args)
     config = method.make_config(args.preset, **{**from_file, **{k: v for k, v in flags.items() if v is not None}})
     pairs = PairSet.from_folder(args.pairs, resize_mismatched=args.resize_pairs, max_pixels=args.max_pixels)
     run_dir = args.output.with_name(args.output.name + ".run")
@@ -196,9 +241,27 @@ def read_settings_file(path: Path) -> dict:
 
 
 def run_apply(args: argparse.Namespace) -> int:
-    """One edit over files and folders, in one process or sharded over several (`torchrun`,
-    `accelerate launch`): each process takes its share of the sorted inputs, skips images whose
-    output exists, and records failures instead of stopping; the main process writes the summary."""
+    from .distributed import process_state
+    from .editfile import load_edit
+    from .images import load_image
+
+    edit = load_edit(args.edit).to(process_state().device)
+    strength_map = load_image(args.strength_map, args.max_pixels) if args.strength_map else None
+    mask = load_image(args.mask, args.max_pixels) if args.mask else None
+
+    def edited(path: Path):
+        return edit.apply(load_image(path, args.max_pixels), strength=args.strength, strength_map=strength_map,
+                          mask=mask, seed=args.seed)
+
+    return run_batch(args, expand_images(args.images), edited, {"edit": str(args.edit), "method": edit.method},
+                     f"applied {edit.method} to")
+
+
+def run_batch(args: argparse.Namespace, inputs: list[Path], make_result, about: dict, verb: str) -> int:
+    """`make_result(path)` for every input, writing OUTPUT/STEM.png, in one process or sharded over
+    several (`torchrun`, `accelerate launch`): each process takes its share of the sorted inputs,
+    skips images whose output exists (unless --overwrite), and records failures instead of
+    stopping; the main process writes the summary OUTPUT/analogize-apply.json. Exit 2 if any failed."""
     import time
 
     from accelerate.utils import gather_object
@@ -206,27 +269,19 @@ def run_apply(args: argparse.Namespace) -> int:
 
     from .atomic import write_text_atomic
     from .distributed import process_state
-    from .editfile import load_edit
-    from .images import load_image, save_image
+    from .images import save_image
 
     started = time.perf_counter()
     state = process_state()
-    edit = load_edit(args.edit).to(state.device)
-    inputs = expand_images(args.images)
-    strength_map = load_image(args.strength_map, args.max_pixels) if args.strength_map else None
-    mask = load_image(args.mask, args.max_pixels) if args.mask else None
     done, skipped, failed = 0, 0, []
     with state.split_between_processes(inputs) as share:
-        for path in tqdm(share, desc="applying", unit="image", disable=not (args.progress and state.is_main_process)):
+        for path in tqdm(share, desc="images", unit="image", disable=not (args.progress and state.is_main_process)):
             output = args.output / f"{path.stem}.png"
             if output.exists() and not args.overwrite:  # outputs are written atomically: it is whole
                 skipped += 1
                 continue
             try:
-                image = load_image(path, args.max_pixels)
-                result = edit.apply(image, strength=args.strength, strength_map=strength_map,
-                                    mask=mask, seed=args.seed)
-                save_image(result, output)
+                save_image(make_result(path), output)
             except AnalogizeError as error:
                 reason = str(error)
             except Exception as error:  # noqa: BLE001 - one image that breaks the method must not end the batch
@@ -238,8 +293,7 @@ def run_apply(args: argparse.Namespace) -> int:
             print(f"analogize: error: {reason}", file=sys.stderr)
     shares = gather_object([{"done": done, "skipped": skipped, "failed": failed}])
     summary = {
-        "edit": str(args.edit),
-        "method": edit.method,
+        **about,
         "images": len(inputs),
         "done": sum(share["done"] for share in shares),
         "skipped": sum(share["skipped"] for share in shares),
@@ -251,7 +305,7 @@ def run_apply(args: argparse.Namespace) -> int:
         report = args.output / APPLY_SUMMARY
         write_text_atomic(report, json.dumps(summary, indent=2))
         print(
-            f"applied {edit.method} to {summary['done']} of {len(inputs)} image(s): "
+            f"{verb} {summary['done']} of {len(inputs)} image(s): "
             f"{summary['skipped']} skipped (output exists), {len(summary['failed'])} failed -> {args.output} "
             f"(summary: {report})"
         )
@@ -363,6 +417,85 @@ def run_pixels_edit(args: argparse.Namespace) -> int:
                     "guidance": args.guidance})
     write_text_atomic(args.output.with_name(args.output.name + HISTORY_SUFFIX), json.dumps(history, indent=2))
     print(f"edited {args.source} towards {len(exemplars)} exemplar(s) -> {args.output} (step {len(history)})")
+    return 0
+
+
+def run_paint(args: argparse.Namespace) -> int:
+    try:
+        from .methods.paint_by_example import PaintByExampleModel, device_for, paint
+    except ImportError as error:
+        raise AnalogizeError(f"paint needs {error.name}; pip install 'analogize[diffusion]'") from None
+    from .images import load_image
+
+    if args.mask and args.box:
+        raise AnalogizeError("give --mask or --box, not both")
+    photos = [path for path in expand_images(args.images) if not path.stem.endswith(MASK_SUFFIX)]
+    exemplar = load_image(args.exemplar, args.max_pixels)
+    exemplar_mask = load_image(args.exemplar_mask, args.max_pixels) if args.exemplar_mask else None
+    given_mask = load_image(args.mask, args.max_pixels) if args.mask else None
+    device = device_for(args.device)
+    model = PaintByExampleModel.from_pretrained(args.base_model, args.dtype).to(device)
+    backbone = model.backbone(device, args.resolution)
+
+    def painted(path: Path):
+        photo = load_image(path, args.max_pixels)
+        mask = given_mask if given_mask is not None else mask_for(path, photo.shape[:2], args.box, args.max_pixels)
+        return paint(model, backbone, photo, mask, exemplar, exemplar_mask=exemplar_mask, steps=args.steps,
+                     guidance=args.guidance, seed=args.seed, context=args.context)
+
+    return run_batch(args, photos, painted, {"method": "paint-by-example", "exemplar": str(args.exemplar),
+                                             "base_model": args.base_model}, "painted")
+
+
+MASK_SUFFIX = "_mask"
+
+
+def mask_for(photo: Path, size: tuple[int, int], box: str | None, max_pixels: int):
+    """A photo's repaint mask (white = repaint): the --box, else NAME_mask.* beside it, else its
+    transparent pixels."""
+    import numpy as np
+
+    from .images import load_alpha, load_image
+
+    if box:
+        try:
+            x0, y0, x1, y1 = (round(float(value)) for value in box.split(","))
+        except ValueError:
+            raise AnalogizeError(f"--box {box!r}: write it as x0,y0,x1,y1 in pixels, e.g. 40,30,120,100") from None
+        height, width = size
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise AnalogizeError(f"--box {box}: must lie inside {photo} ({width}×{height}) with x0 < x1 and y0 < y1")
+        mask = np.zeros(size, dtype=np.float32)
+        mask[y0:y1, x0:x1] = 1.0
+        return mask
+    beside = sorted(path for path in photo.parent.glob(f"{photo.stem}{MASK_SUFFIX}.*") if path.suffix.lower() in IMAGE_SUFFIXES)
+    if beside:
+        return load_image(beside[0], max_pixels)
+    alpha = load_alpha(photo, max_pixels)
+    if alpha is not None and (alpha < 0.5).any():
+        return (alpha < 0.5).astype(np.float32)
+    raise AnalogizeError(f"{photo}: no mask; give --mask or --box, put {photo.stem}{MASK_SUFFIX}.png beside it, "
+                         "or make the region to repaint transparent")
+
+
+def run_train_pbe(args: argparse.Namespace) -> int:
+    try:
+        from .methods.paint_by_example import BoxedImages, train_paint_by_example, training_config
+    except ImportError as error:
+        raise AnalogizeError(f"train-pbe needs {error.name}; pip install 'analogize[diffusion]'") from None
+    from .atomic import write_folder_atomic
+    from .distributed import process_state
+
+    if args.output.exists():
+        raise AnalogizeError(f"{args.output}: exists; choose another -o (or delete it) so no model is overwritten")
+    flags = {**training_flags(args), "clip_model": args.clip_model, "batch_size": args.batch_size,
+             "learning_rate": args.learning_rate}
+    config = training_config(args.preset, **flags)
+    images = BoxedImages.from_folder(args.images)
+    model = train_paint_by_example(images, config, args.output, resume=args.resume, progress=args.progress)
+    if process_state().is_main_process:
+        write_folder_atomic(args.output, model.save_pretrained)
+        print(f"trained Paint by Example for {config.steps} step(s) on {len(images.paths)} image(s) -> {args.output}")
     return 0
 
 

@@ -74,6 +74,19 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         ) from None
 
 
+def load_alpha(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | None:
+    """The transparency of `path` as (H, W) float32 in [0, 1] (1 = opaque), upright like
+    `load_image`; None when the file has no transparency."""
+    load_image(path, max_pixels)  # the same checks and one-line errors as every image
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")
+        if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
+            return None
+        return np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
+
+
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit greyscale (PNG and TIFF open as I;16 or I): scale by the 16-bit range.

@@ -115,6 +115,48 @@ def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def tiny_clip_vision_config():
+    """A CLIP vision model small enough for tests, four layers deep so Paint by Example's mapper
+    rule ((layers + 1) // 5) gives it one block; it projects to the tiny UNets' cross-attention width."""
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(hidden_size=TEXT_WIDTH, intermediate_size=37, num_hidden_layers=4, num_attention_heads=4,
+                            image_size=32, patch_size=8, projection_dim=TEXT_WIDTH)
+
+
+def write_tiny_clip_vision(folder: Path, seed: int = 0) -> Path:
+    """A tiny random CLIP vision model saved like a download (the exemplar encoder's start)."""
+    from transformers import CLIPVisionModel
+
+    torch.manual_seed(seed)
+    CLIPVisionModel(tiny_clip_vision_config()).save_pretrained(folder)
+    return Path(folder)
+
+
+def write_tiny_paint_by_example(folder: Path, seed: int = 0) -> Path:
+    """A tiny random Paint-by-Example checkpoint in the official diffusers layout, with the
+    official scheduler config (PNDM, scaled-linear betas)."""
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+
+    from .methods.paint_by_example import ExemplarEncoder, PaintByExampleModel
+
+    torch.manual_seed(seed)
+    model = PaintByExampleModel(
+        vae=AutoencoderKL(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
+                          down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+                          up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"]),
+        unet=UNet2DConditionModel(
+            block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=9, out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=TEXT_WIDTH, norm_num_groups=2, attention_head_dim=2,
+        ),
+        scheduler=PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                                set_alpha_to_one=False, steps_offset=1),
+        image_encoder=ExemplarEncoder(tiny_clip_vision_config()),
+    )
+    return model.save_pretrained(folder)
+
+
 def write_clip_tokenizer(folder: Path):
     """A CLIP BPE tokenizer that spells words letter by letter (no merges): its files are
     written to `folder`, then read, as a downloaded tokenizer would be."""

@@ -60,10 +60,13 @@ class TrainableConfig(MethodConfig):
     resumable_changes: ClassVar[tuple[str, ...]] = ("steps", "checkpoint_every", "mixed_precision", "log_with")
     """Settings that may change between a run and its resume: they do not change what is trained."""
 
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """Every setting a resumed run must share with its checkpoint (all but resumable_changes)."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if key not in self.resumable_changes}
+
     def fingerprint(self, pairs: PairSet) -> dict[str, Any]:
-        """What a checkpoint must match to be resumed: every other setting, and the pairs."""
-        settings = {key: value for key, value in dataclasses.asdict(self).items() if key not in self.resumable_changes}
-        return {**settings, "pairs": pairs.fingerprint()}
+        """What a checkpoint must match to be resumed: the settings, and the pairs."""
+        return {**self.fingerprint_settings(), "pairs": pairs.fingerprint()}
 
     def loop_settings(self, *, ema_module: str, progress: bool) -> LoopSettings:
         """The shared loop's settings; `ema_module` (a key of the task's modules) is averaged
@@ -186,17 +189,8 @@ class Method(abc.ABC):
     def make_config(self, preset: str | None = None, **overrides: Any) -> MethodConfig:
         """Defaults, then the named preset (or the method's default preset), then `overrides`
         (None values are ignored so CLI flags can be passed straight through)."""
-        preset = preset or self.default_preset
-        values: dict[str, Any] = {}
-        if preset is not None:
-            if preset not in self.presets:
-                raise AnalogizeError(
-                    f"method {self.name!r} has no preset {preset!r}; choose one of "
-                    f"{', '.join(sorted(self.presets)) or '(none)'}"
-                )
-            values.update(self.presets[preset])
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return config_from_dict(self.config_class, values, source=f"method {self.name!r}")
+        return resolve_config(self.config_class, self.presets, preset or self.default_preset, overrides,
+                              source=f"method {self.name!r}")
 
     def settings_from_file(self, values: dict[str, Any], source: str) -> dict[str, Any]:
         """Config overrides from a settings file (`learn --config FILE`): by default its keys are
@@ -226,6 +220,18 @@ class Method(abc.ABC):
     ) -> tuple[Edit, int]:
         """Build the edit and return it with the number of training steps taken. Methods that
         train keep checkpoints under `run_dir` and, with `resume`, continue from the newest one."""
+
+
+def resolve_config(config_class: type[MethodConfig], presets: dict[str, dict[str, Any]], preset: str | None,
+                   overrides: dict[str, Any], source: str) -> MethodConfig:
+    """`config_class`'s defaults, then `presets[preset]`, then the overrides that are not None."""
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in presets:
+            raise AnalogizeError(f"{source} has no preset {preset!r}; choose one of {', '.join(sorted(presets)) or '(none)'}")
+        values.update(presets[preset])
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return config_from_dict(config_class, values, source=source)
 
 
 def config_from_dict(config_class: type[MethodConfig], values: dict[str, Any], source: str) -> MethodConfig:
