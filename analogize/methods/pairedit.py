@@ -39,6 +39,7 @@ from torch import nn
 from ..backbones import Backbone, BackboneConfig, Level, load_backbone
 from ..errors import AnalogizeError
 from ..pairs import PairSet
+from ..samplers import classifier_free, deterministic_sample
 from ..training import run_training
 from .base import Edit, Method, MethodConfig, TrainableConfig, blend, check_apply_inputs, strength_weight
 from .pixels import Exemplar, pixels_edit
@@ -261,26 +262,23 @@ def fit_inversion(backbone: Backbone, latent: torch.Tensor, config: PairEditConf
         parameter.requires_grad_(False)
 
 
-@torch.no_grad()
 def sample(backbone: Backbone, latent_shape: tuple[int, ...], config: PairEditConfig, guidance: float,
            base_loras: dict[str, float], seed: int) -> torch.Tensor:
-    """From noise to a latent over the backbone's grid (x_next = signal'·x̂_0 + noise'·ε̂: Euler for
-    flow matching, deterministic DDIM otherwise). The first `skip` steps use `base_loras` only;
-    later ones add `guidance`·(semantic − content) to the model output."""
+    """From noise to a latent over the backbone's grid with the shared deterministic sampler. The
+    first `skip` steps use `base_loras` only; later ones add `guidance`·(semantic − content)."""
     denoiser, condition = backbone.denoiser, backbone.condition("")
-    levels = backbone.levels(config.sample_steps)
-    generator = torch.Generator().manual_seed(seed)
-    latent = torch.randn(latent_shape, generator=generator).to(backbone.device)  # the grid starts at (almost) pure noise
-    for index, level in enumerate(levels):
+
+    def model_output(latent: torch.Tensor, index: int, level: Level) -> torch.Tensor:
         use_loras(denoiser, base_loras, trained=None)
-        output = backbone.predict(latent, level, condition)
-        if index >= config.skip and guidance:
-            use_loras(denoiser, {**base_loras, SEMANTIC: 1.0}, trained=None)
-            output = output + guidance * (backbone.predict(latent, level, condition) - output)
-        clean, noise = backbone.estimates(latent, output, level)
-        following = levels[index + 1] if index + 1 < len(levels) else Level(0.0, 1.0, 0.0)
-        latent = following.signal * clean + following.noise * noise
-    return latent
+        content = backbone.predict(latent, level, condition)
+        if index < config.skip or not guidance:
+            return content
+        use_loras(denoiser, {**base_loras, SEMANTIC: 1.0}, trained=None)
+        return classifier_free(backbone.predict(latent, level, condition), content, guidance)
+
+    generator = torch.Generator().manual_seed(seed)
+    start = torch.randn(latent_shape, generator=generator).to(backbone.device)  # the grid starts at (almost) pure noise
+    return deterministic_sample(backbone, start, backbone.levels(config.sample_steps), model_output)
 
 
 class PairEditEdit(Edit):
