@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Paint-by-Example folder (Fantasy-Studio/Paint-by-Example, or from train-pbe) or cached hub id")
     paint.add_argument("--steps", type=int, default=50)
     paint.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance (1 = off)")
-    paint.add_argument("--resolution", type=int, default=512, help="side of the crop around the mask the model sees")
+    paint.add_argument("--resolution", type=int,
+                       help="side of the crop around the mask the model sees (default: the model's own, 512)")
     paint.add_argument("--context", type=float, default=2.0,
                        help="that crop's side in multiples of the mask's extent (default %(default)s)")
     paint.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))

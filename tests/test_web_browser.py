@@ -187,25 +187,34 @@ def test_a_reload_during_training_keeps_its_progress(page, server, tmp_path):
     wait_for_status(page, "cancelled")
 
 
+def paint_stroke(page, painter: str) -> None:
+    """One short horizontal brush stroke through the middle of the painter's canvas."""
+    canvas = page.locator(f"#{painter} canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(500)
+    page.click(f"#{painter} button[aria-label=Brush]")
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=4)
+    page.mouse.up()
+
+
+def fill_model_and_steps(page, prefix: str, model: Path, steps: int) -> None:
+    page.locator(f"#{prefix}-base-model input, #{prefix}-base-model textarea").first.fill(str(model))
+    field = page.locator(f"#{prefix}-steps input[type=number]")
+    field.fill(str(steps))
+    field.press("Enter")
+
+
 def test_pixels_screen_edits_where_painted_and_keeps_a_history(page, server, tmp_path, tiny_backbones):
     photo = write_image(real_photo(1, 96, 64), tmp_path / "photo.png")
     exemplar = write_image(real_photo(2, 96, 64), tmp_path / "exemplar.png")
     page.get_by_role("tab", name="Exemplar (PIXELS)").click()
     page.locator("#pixels-source input[type=file]").set_input_files(str(photo))
     page.locator("#pixels-exemplar input[type=file]").set_input_files(str(exemplar))
-    canvas = page.locator("#pixels-painter canvas").first
-    canvas.wait_for()
-    page.wait_for_timeout(500)
-    page.click("#pixels-painter button[aria-label=Brush]")
-    box = canvas.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.5)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5, steps=4)
-    page.mouse.up()
-    page.locator("#pixels-base-model input, #pixels-base-model textarea").first.fill(str(tiny_backbones["sd"]))
-    steps = page.locator("#pixels-steps input[type=number]")
-    steps.fill("3")
-    steps.press("Enter")
+    paint_stroke(page, "pixels-painter")
+    fill_model_and_steps(page, "pixels", tiny_backbones["sd"], 3)
     page.click("#pixels-run")
     page.locator("#pixels-compare img").first.wait_for(timeout=TRAINING_TIMEOUT_MS)
     steps_shown = "(document.querySelector('#pixels-history').innerText.match(/base_model/g) || []).length"
@@ -226,3 +235,26 @@ def test_pixels_without_a_base_model_says_why_in_the_page(page, tmp_path):
     page.locator("#pixels-exemplar input[type=file]").set_input_files(str(photo))
     page.click("#pixels-run")
     page.get_by_text("builds on a pretrained diffusion model").first.wait_for()
+
+
+def test_paint_by_example_screen_repaints_only_the_painted_region(page, server, tmp_path):
+    from analogize.tiny_backbones import write_tiny_paint_by_example
+
+    model = write_tiny_paint_by_example(tmp_path / "pbe")
+    source = real_photo(1, 96, 64)
+    photo = write_image(source, tmp_path / "photo.png")
+    exemplar = write_image(real_photo(2, 40, 40), tmp_path / "exemplar.png")
+    page.get_by_role("tab", name="Exemplar (Paint by Example)").click()
+    page.locator("#pbe-source input[type=file]").set_input_files(str(photo))
+    page.locator("#pbe-exemplar input[type=file]").set_input_files(str(exemplar))
+    paint_stroke(page, "pbe-painter")
+    fill_model_and_steps(page, "pbe", model, 3)
+    page.click("#pbe-run")
+    page.locator("#pbe-compare img").first.wait_for(timeout=TRAINING_TIMEOUT_MS)
+    screenshot(page, tmp_path, "web-paint-by-example")
+    folder = max((server[1] / "edit").glob("*/mask.png"), key=lambda path: path.stat().st_mtime).parent
+    painted = load_image(folder / "mask.png")[..., 0] >= 0.5
+    result = load_image(folder / "result.png")
+    assert painted.any() and not painted.all()
+    assert np.abs(result[~painted] - source[~painted]).max() <= 1 / 255 + 1e-6
+    assert np.abs(result[painted] - source[painted]).mean() > 0.02

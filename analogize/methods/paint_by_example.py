@@ -126,6 +126,11 @@ class PaintByExampleModel:
     def exemplar_size(self) -> int:
         return self.image_encoder.config.image_size
 
+    @property
+    def resolution(self) -> int:
+        """The side of the images the UNet was trained on (512 for the official model)."""
+        return self.unet.config.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
     @classmethod
     def from_pretrained(cls, folder: str | Path, dtype: str = "fp32") -> "PaintByExampleModel":
         """Load a Paint-by-Example folder (Fantasy-Studio/Paint-by-Example, downloaded) from local files."""
@@ -186,8 +191,11 @@ class PaintByExampleModel:
             part.to(device)
         return self
 
-    def backbone(self, device: torch.device, resolution: int) -> Backbone:
-        return Backbone(self, "sd", self.scheduler.config.prediction_type, device, self.unet.dtype, resolution)
+    def backbone(self, device: torch.device, resolution: int | None = None) -> Backbone:
+        """`Backbone`'s encode/decode/levels/predict over these parts, working at `resolution`
+        (default: the model's own)."""
+        return Backbone(self, "sd", self.scheduler.config.prediction_type, device, self.unet.dtype,
+                        resolution or self.resolution)
 
 
 def local_folder(name: str | Path) -> Path:

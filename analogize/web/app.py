@@ -1,10 +1,11 @@
 """`analogize serve`: the web page over the same `Edit` surface as the command line.
 
-Three screens. Teach: drop before/after images (or a zip), pick a method and preset, learn with a
+Four screens. Teach: drop before/after images (or a zip), pick a method and preset, learn with a
 live progress bar and loss curve, cancel, resume, download the edit file. Apply: drop photos,
 pick an edit learned here or upload one, set the strength, optionally paint where the edit acts,
-compare before and after with a slider, download one result or all of them as a zip. Exemplar:
-PIXELS — a photo, an exemplar and a painted map, edited again and again with its history.
+compare before and after with a slider, download one result or all of them as a zip. Two exemplar
+screens: PIXELS — a photo, an exemplar and a painted map, edited again and again with its history;
+Paint by Example — a photo, a painted region and an exemplar of what to paint there.
 
 The page holds no state of its own: every refresh asks `Jobs` (jobs.py) what the newest training
 is doing, so a reload, or a second tab, shows the same job. Errors in what the user gave become a
@@ -143,27 +144,21 @@ def build_app(jobs: Jobs) -> gr.Blocks:
             with gr.Tab("Exemplar (PIXELS)", id="pixels", elem_id="pixels-tab"):
                 gr.Markdown("Training-free: edit a photo towards an exemplar image where you paint "
                             "(PIXELS, docs/methods/pixels.md). Needs a pretrained diffusion model on the server.")
-                with gr.Row():
-                    pixels_source = gr.Image(label="Photo", type="filepath", elem_id="pixels-source")
-                    pixels_exemplar = gr.Image(label="Exemplar, aligned with the photo", type="filepath",
-                                               elem_id="pixels-exemplar")
-                pixels_painter = gr.ImageEditor(
-                    label="Choose the brush and paint where the photo should follow the exemplar "
-                          "(nothing painted = everywhere)",
-                    type="numpy", image_mode="RGBA", sources=(), layers=False, transforms=(),
-                    brush=gr.Brush(colors=[(PAINT_COLOUR, 0.5)], color_mode="fixed"), elem_id="pixels-painter",
-                )
-                with gr.Row():
-                    pixels_base_model = gr.Textbox(label="Base model: folder of a downloaded diffusers pipeline",
-                                                   elem_id="pixels-base-model")
-                    pixels_steps = gr.Slider(1, 100, value=30, step=1, label="Steps", elem_id="pixels-steps")
-                    pixels_seed = gr.Number(0, precision=0, label="Seed", elem_id="pixels-seed")
-                with gr.Row():
-                    pixels_run = gr.Button("Edit", variant="primary", elem_id="pixels-run")
-                    pixels_again = gr.Button("Use the result as the photo (edit again)", elem_id="pixels-again")
-                pixels_compare = gr.ImageSlider(label="Before / after", type="filepath", elem_id="pixels-compare")
+                pixels = exemplar_screen("pixels", "Exemplar, aligned with the photo",
+                                         "Choose the brush and paint where the photo should follow the exemplar "
+                                         "(nothing painted = everywhere)",
+                                         "Base model: folder of a downloaded diffusers pipeline", "Edit")
+                pixels_again = gr.Button("Use the result as the photo (edit again)", elem_id="pixels-again")
                 pixels_history = gr.JSON(label="History of this photo's edits", elem_id="pixels-history")
                 pixels_chain = gr.State([])
+
+            with gr.Tab("Exemplar (Paint by Example)", id="pbe", elem_id="pbe-tab"):
+                gr.Markdown("Paint the region to replace and drop an image of what should be there; the model "
+                            "paints it in, fitted to the scene (docs/methods/paint-by-example.md). Needs a "
+                            "Paint-by-Example model on the server (downloaded, or trained with `analogize train-pbe`).")
+                pbe = exemplar_screen("pbe", "Exemplar: what to paint in", "Choose the brush and paint the region "
+                                      "to repaint", "Model: folder of a Paint-by-Example checkpoint", "Paint",
+                                      guidance=5.0)
 
         # --- teach --------------------------------------------------------------------------------
         def choose_method(name: str):
@@ -246,10 +241,9 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                     [apply_errors, compare, results, download_one, download_all],
                     concurrency_limit=1, concurrency_id="apply")
 
-        # --- exemplar (PIXELS) --------------------------------------------------------------------
+        # --- exemplar screens -----------------------------------------------------------------------
         def run_pixels(source, exemplar, painted, base_model_path, steps_value, seed_value, chain):
-            if not source or not exemplar:
-                raise gr.Error("drop a photo and an exemplar image first", print_exception=False)
+            check_exemplar_inputs(source, exemplar)
             try:
                 result, chain = jobs.pixels(Path(source), Path(exemplar), strength_map_of(painted),
                                             (base_model_path or "").strip(), steps=int(steps_value),
@@ -263,14 +257,73 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                 raise gr.Error("edit the photo once first", print_exception=False)
             return chain[-1]["result"]
 
-        pixels_source.change(lambda path: photo_to_paint([path] if path else None), pixels_source, pixels_painter)
-        pixels_run.click(run_pixels, [pixels_source, pixels_exemplar, pixels_painter, pixels_base_model, pixels_steps,
-                                      pixels_seed, pixels_chain], [pixels_compare, pixels_history, pixels_chain],
+        def run_paint_by_example(source, exemplar, painted, model_path, steps_value, seed_value, guidance_value):
+            check_exemplar_inputs(source, exemplar)
+            try:
+                result = jobs.paint_by_example(Path(source), Path(exemplar), strength_map_of(painted),
+                                               (model_path or "").strip(), steps=int(steps_value),
+                                               guidance=float(guidance_value), seed=int(seed_value or 0))
+            except AnalogizeError as error:
+                raise one_line(error) from None
+            return str(source), str(result)
+
+        for screen in (pixels, pbe):
+            screen.source.change(lambda path: photo_to_paint([path] if path else None), screen.source, screen.painter)
+        pixels.run.click(run_pixels, [*pixels.inputs, pixels_chain], [pixels.compare, pixels_history, pixels_chain],
                          concurrency_limit=1, concurrency_id="apply")
         # A new photo starts a new history; the result fed back in continues the current one.
-        pixels_source.upload(lambda: ([], None), None, [pixels_chain, pixels_history])
-        pixels_again.click(continue_from_result, pixels_chain, pixels_source)
+        pixels.source.upload(lambda: ([], None), None, [pixels_chain, pixels_history])
+        pixels_again.click(continue_from_result, pixels_chain, pixels.source)
+        pbe.run.click(run_paint_by_example, pbe.inputs, pbe.compare,
+                      concurrency_limit=1, concurrency_id="apply")
     return app
+
+
+@dataclass
+class ExemplarScreen:
+    """What the two exemplar screens share: photo, exemplar, a brush over the photo, the model,
+    steps, seed, a button and a before/after slider."""
+
+    source: gr.Image
+    exemplar: gr.Image
+    painter: gr.ImageEditor
+    base_model: gr.Textbox
+    steps: gr.Slider
+    seed: gr.Number
+    run: gr.Button
+    compare: gr.ImageSlider
+    guidance: gr.Slider | None
+
+    @property
+    def inputs(self) -> list:
+        return [self.source, self.exemplar, self.painter, self.base_model, self.steps, self.seed,
+                *([self.guidance] if self.guidance else [])]
+
+
+def exemplar_screen(prefix: str, exemplar_label: str, paint_label: str, model_label: str, run_label: str,
+                    guidance: float | None = None) -> ExemplarScreen:
+    """The shared widgets, with element ids `PREFIX-source`, `PREFIX-exemplar`, … for the tests;
+    a classifier-free guidance slider starting at `guidance` when that is given."""
+    with gr.Row():
+        source = gr.Image(label="Photo", type="filepath", elem_id=f"{prefix}-source")
+        exemplar = gr.Image(label=exemplar_label, type="filepath", elem_id=f"{prefix}-exemplar")
+    painter = gr.ImageEditor(label=paint_label, type="numpy", image_mode="RGBA", sources=(), layers=False,
+                             transforms=(), brush=gr.Brush(colors=[(PAINT_COLOUR, 0.5)], color_mode="fixed"),
+                             elem_id=f"{prefix}-painter")
+    with gr.Row():
+        base_model = gr.Textbox(label=model_label, elem_id=f"{prefix}-base-model")
+        steps = gr.Slider(1, 100, value=30, step=1, label="Steps", elem_id=f"{prefix}-steps")
+        seed = gr.Number(0, precision=0, label="Seed", elem_id=f"{prefix}-seed")
+        guidance_slider = (gr.Slider(1.0, 10.0, value=guidance, step=0.5, label="Guidance (1 = off)",
+                                     elem_id=f"{prefix}-guidance") if guidance is not None else None)
+    run = gr.Button(run_label, variant="primary", elem_id=f"{prefix}-run")
+    compare = gr.ImageSlider(label="Before / after", type="filepath", elem_id=f"{prefix}-compare")
+    return ExemplarScreen(source, exemplar, painter, base_model, steps, seed, run, compare, guidance_slider)
+
+
+def check_exemplar_inputs(source: str | None, exemplar: str | None) -> None:
+    if not source or not exemplar:
+        raise gr.Error("drop a photo and an exemplar image first", print_exception=False)
 
 
 def needs_base_model(name: str) -> bool:

@@ -90,7 +90,7 @@ class Jobs:
         (self.workdir / "train").mkdir(parents=True, exist_ok=True)
         (self.workdir / "apply").mkdir(parents=True, exist_ok=True)
         (self.workdir / "edit").mkdir(parents=True, exist_ok=True)
-        self._backbones: dict[str, object] = {}
+        self._models: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
         self._processes: dict[str, subprocess.Popen] = {}
         self._edits: OrderedDict[tuple[str, float], Edit] = OrderedDict()
@@ -275,17 +275,14 @@ class Jobs:
         from ..backbones import BackboneConfig, load_backbone
         from ..methods.pixels import Exemplar, pixels_edit
 
-        check_base_model(base_model)
-        if base_model not in self._backbones:
-            self._backbones.clear()  # one pretrained model in memory at a time
-            self._backbones[base_model] = load_backbone(BackboneConfig(base_model=base_model))
+        backbone = self._pretrained("pixels", base_model, lambda: load_backbone(BackboneConfig(base_model=base_model)))
         folder = self.workdir / "edit" / secrets.token_hex(6)
         folder.mkdir(parents=True)
         image = load_image(source)
         edit_map = None if paint is None else 1.0 - paint  # painted = follow the exemplar (PIXELS' black)
         if edit_map is not None:
             save_image(np.repeat(edit_map[..., None], 3, axis=2), folder / "map.png")
-        result = pixels_edit(self._backbones[base_model], image, [Exemplar(load_image(exemplar), edit_map)],
+        result = pixels_edit(backbone, image, [Exemplar(load_image(exemplar), edit_map)],
                              steps=steps, seed=seed)
         output = folder / "result.png"
         save_image(result, output)
@@ -298,6 +295,33 @@ class Jobs:
         history = [*(history or []), step]
         write_text_atomic(folder / "history.json", json.dumps(history, indent=2))
         return output, history
+
+    def paint_by_example(self, source: Path, exemplar: Path, paint: np.ndarray | None, base_model: str, *,
+                         steps: int, guidance: float, seed: int) -> Path:
+        """Paint by Example on the server: repaint where `paint` (H, W) in [0, 1] is set, after `exemplar`."""
+        from ..methods.paint_by_example import PaintByExampleModel, device_for, paint as paint_region
+
+        if paint is None:
+            raise AnalogizeError("nothing painted; paint the region to repaint on the photo")
+        device = device_for("auto")
+        model = self._pretrained("paint-by-example", base_model,
+                                 lambda: PaintByExampleModel.from_pretrained(base_model).to(device))
+        folder = self.workdir / "edit" / secrets.token_hex(6)
+        folder.mkdir(parents=True)
+        save_image(np.repeat(paint[..., None], 3, axis=2), folder / "mask.png")
+        result = paint_region(model, model.backbone(device), load_image(source),
+                              paint, load_image(exemplar), steps=steps, guidance=guidance, seed=seed)
+        output = folder / "result.png"
+        save_image(result, output)
+        return output
+
+    def _pretrained(self, kind: str, base_model: str, load):
+        """A pretrained model, loaded on first use; one in memory at a time (they take gigabytes)."""
+        check_base_model(base_model)
+        if (kind, base_model) not in self._models:
+            self._models.clear()
+            self._models[kind, base_model] = load()
+        return self._models[kind, base_model]
 
     def edit_of_training(self, job: str) -> Path:
         path = self._folder("train", job) / EDIT_NAME
