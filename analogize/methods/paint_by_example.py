@@ -297,12 +297,14 @@ def paint(model: PaintByExampleModel, backbone: Backbone, photo: np.ndarray, mas
     tokens = model.image_encoder(exemplar_pixels(model, exemplar, exemplar_mask).to(backbone.device, backbone.dtype))
     null = model.image_encoder.uncond_vector.expand_as(tokens)
 
+    both = {"encoder_hidden_states": torch.cat([tokens, null])}  # (2, 1, D): one UNet pass for both branches
+
     def model_output(latent: torch.Tensor, index: int, level) -> torch.Tensor:
         inputs = torch.cat([latent, masked, keep], dim=1)  # (1, 9, h, w)
-        conditional = backbone.predict(inputs, level, {"encoder_hidden_states": tokens})
         if guidance == 1.0:
-            return conditional
-        return classifier_free(conditional, backbone.predict(inputs, level, {"encoder_hidden_states": null}), guidance)
+            return backbone.predict(inputs, level, {"encoder_hidden_states": tokens})
+        conditional, unconditional = backbone.predict(inputs.expand(2, -1, -1, -1), level, both).chunk(2)
+        return classifier_free(conditional, unconditional, guidance)
 
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn(masked.shape, generator=generator).to(backbone.device)  # pure noise, as the official sampler
