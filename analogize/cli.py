@@ -426,6 +426,7 @@ def run_paint(args: argparse.Namespace) -> int:
         from .methods.paint_by_example import PaintByExampleModel, device_for, paint
     except ImportError as error:
         raise AnalogizeError(f"paint needs {error.name}; pip install 'analogize[diffusion]'") from None
+    from .distributed import process_state
     from .images import load_image
 
     if args.mask and args.box:
@@ -434,7 +435,7 @@ def run_paint(args: argparse.Namespace) -> int:
     exemplar = load_image(args.exemplar, args.max_pixels)
     exemplar_mask = load_image(args.exemplar_mask, args.max_pixels) if args.exemplar_mask else None
     given_mask = load_image(args.mask, args.max_pixels) if args.mask else None
-    device = device_for(args.device)
+    device = process_state().device if args.device == "auto" else device_for(args.device)  # one GPU per process
     model = PaintByExampleModel.from_pretrained(args.base_model, args.dtype).to(device)
     backbone = model.backbone(device, args.resolution)
 
