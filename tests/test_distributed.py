@@ -47,9 +47,14 @@ def pairs_folder(tmp_path):
 
 
 def test_every_process_ends_with_the_same_weights(tmp_path, pairs_folder, tiny_backbones):
-    finished = run(torchrun(WORKER, pairs_folder, tmp_path, "pix2pix", "fewshot", f"pairedit={tiny_backbones['sd']}"))
+    from analogize.tiny_backbones import write_tiny_paint_by_example
+
+    (pairs_folder / "before" / "boxes.json").write_text(json.dumps({f"p{i}.png": [[10, 8, 30, 28]] for i in range(3)}))
+    paint_model = write_tiny_paint_by_example(tmp_path / "pbe-start")
+    finished = run(torchrun(WORKER, pairs_folder, tmp_path, "pix2pix", "fewshot", f"pairedit={tiny_backbones['sd']}",
+                            f"paint-by-example={paint_model}"))
     assert finished.returncode == 0, finished.stderr
-    for method in ("pix2pix", "fewshot", "pairedit"):
+    for method in ("pix2pix", "fewshot", "pairedit", "paint-by-example"):
         first = load_file(tmp_path / f"{method}-process0-of2.safetensors")
         second = load_file(tmp_path / f"{method}-process1-of2.safetensors")
         # The processes drew different batches and dropout noise: only synchronised training
