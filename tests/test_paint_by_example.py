@@ -214,7 +214,7 @@ def training_loss(task, batch) -> float:
 def test_training_lowers_the_loss_and_trains_unet_and_mapper_only(sd_and_clip, tmp_path):
     sd, clip = sd_and_clip
     images = BoxedImages.from_folder(boxed_folder(tmp_path / "images"))
-    config = training_config("tiny", base_model=str(sd), clip_model=str(clip), steps=40, learning_rate=2e-3,
+    config = training_config("tiny", base_model=str(sd), clip_model=str(clip), steps=20, learning_rate=5e-3,
                              null_probability=0.0, log_with="none")
     before = starting_model(config)
     before_task = PaintByExampleTask(images, config, before, CPU)
@@ -312,3 +312,17 @@ def test_train_pbe_command_writes_a_model_paint_reads(sd_and_clip, tmp_path, cap
     assert main(["train-pbe", str(images), "-o", str(tmp_path / "other"), "--base-model", str(sd), "--preset",
                  "tiny", "-q"]) == 2
     assert "--clip-model" in capsys.readouterr().err
+
+
+def test_missing_or_wrong_models_are_one_line_errors(sd_and_clip, tmp_path, assert_clear_error, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(AnalogizeError) as absent:
+        PaintByExampleModel.from_pretrained("Fantasy-Studio/Paint-by-Example")
+    assert_clear_error(absent.value, "Fantasy-Studio/Paint-by-Example", "hf download")
+    sd, clip = sd_and_clip
+    with pytest.raises(AnalogizeError) as plain_sd:
+        PaintByExampleModel.from_pretrained(sd)
+    assert_clear_error(plain_sd.value, sd, "train-pbe")
+    with pytest.raises(AnalogizeError) as no_clip:
+        starting_model(training_config("tiny", base_model=str(sd)))
+    assert_clear_error(no_clip.value, sd, "--clip-model")
