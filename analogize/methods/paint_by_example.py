@@ -44,7 +44,7 @@ from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
 from transformers import CLIPPreTrainedModel, CLIPVisionConfig, CLIPVisionModel
 
-from ..backbones import DTYPES, Backbone, quiet_loading
+from ..backbones import DTYPES, Backbone, Level, quiet_loading
 from ..errors import AnalogizeError
 from ..images import load_image, resize
 from ..samplers import classifier_free, deterministic_sample
@@ -283,8 +283,9 @@ def paint(model: PaintByExampleModel, backbone: Backbone, photo: np.ndarray, mas
     """Repaint the white part of `mask` in `photo` (H, W, 3 in [0, 1]) after `exemplar`; returns
     the photo with only that part changed. `context`: the side of the crop the model sees, in
     multiples of the mask's extent."""
-    if steps < 1:
-        raise AnalogizeError(f"steps {steps} must be at least 1")
+    if steps < 1 or context < 1.0:
+        raise AnalogizeError(f"steps {steps} must be at least 1 and context {context} at least 1 (the crop must "
+                             "hold the whole mask)")
     repaint = repaint_mask(mask, photo.shape[:2])
     if not repaint.any():
         raise AnalogizeError("the mask is black everywhere, so nothing would change; paint white where "
@@ -299,7 +300,7 @@ def paint(model: PaintByExampleModel, backbone: Backbone, photo: np.ndarray, mas
 
     both = {"encoder_hidden_states": torch.cat([tokens, null])}  # (2, 1, D): one UNet pass for both branches
 
-    def model_output(latent: torch.Tensor, index: int, level) -> torch.Tensor:
+    def model_output(latent: torch.Tensor, index: int, level: Level) -> torch.Tensor:
         inputs = torch.cat([latent, masked, keep], dim=1)  # (1, 9, h, w)
         if guidance == 1.0:
             return backbone.predict(inputs, level, {"encoder_hidden_states": tokens})
