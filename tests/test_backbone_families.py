@@ -12,8 +12,10 @@ import torch
 from analogize.backbones import PRIOR_SEED, BackboneConfig, load_backbone
 from analogize.cli import main
 from analogize.errors import AnalogizeError
+from analogize.methods import get_method
 from analogize.methods.pixels import img2img
-from conftest import assert_clear_error, random_image, write_image
+from analogize.pairs import Pair, PairSet
+from conftest import assert_clear_error, random_image, warm_edit, write_image
 
 STEPS, STRENGTH, GUIDANCE, SEED, PROMPT = 8, 0.75, 4.0, 3, "a photo"
 
@@ -96,3 +98,13 @@ def test_a_kandinsky_edit_from_the_command_line_and_its_one_line_errors(tiny_bac
     for arguments, (names, *fix) in wrong.items():
         assert main([*edit, *arguments]) != 0
         assert_clear_error(capsys.readouterr().err.strip(), names, *fix)
+
+
+@pytest.mark.parametrize("family", ["sdxl-refiner", "kandinsky"])
+def test_pairedit_refuses_the_pixels_only_backbones(tiny_backbones, family):
+    image = random_image(32, 32, seed=0)
+    method = get_method("pairedit")
+    with pytest.raises(AnalogizeError) as error:
+        method.learn(PairSet([Pair("p", image, warm_edit(image))]),
+                     method.make_config("tiny", base_model=str(tiny_backbones[family])), progress=False)
+    assert_clear_error(error.value, tiny_backbones[family], "pairedit learns on", "analogize edit")
