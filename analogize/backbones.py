@@ -6,6 +6,7 @@ the family:
     backbone = load_backbone(BackboneConfig(base_model="black-forest-labs/FLUX.1-dev", dtype="bf16"))
     latents = backbone.encode(images)               # (N, 3, H, W) in [-1, 1] -> (N, c, H/8, W/8)
     condition = backbone.condition("")              # the text conditioning, computed once
+    negative = backbone.unconditional()             # classifier-free guidance's other branch
     levels = backbone.levels(28)                    # the sampling grid, noisiest first
     output = backbone.predict(noised, levels[i], condition)   # in the model's own parametrisation
     images = backbone.decode(latents)
