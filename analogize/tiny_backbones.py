@@ -24,6 +24,13 @@ import torch
 TINY_FAMILIES = ("flux", "sd", "sd-v", "sdxl", "sdxl-refiner", "kandinsky", "kandinsky-prior")
 TEXT_WIDTH = 32
 VOCABULARY = ["<pad>", "</s>", "<unk>", "a", "photo", "of", "person", "image", "the"]
+SD_VAE = dict(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
+              down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+              up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"])
+"""The KL VAE of every Stable Diffusion family."""
+SD_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                    set_alpha_to_one=False, steps_offset=1)
+"""Stable Diffusion's DDIM settings."""
 
 
 def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
@@ -51,9 +58,6 @@ def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
         num_attention_heads=4, num_hidden_layers=2, pad_token_id=1, vocab_size=1000, projection_dim=TEXT_WIDTH,
     )
     clip = CLIPTextModel(clip_config)
-    vae_sd = dict(block_out_channels=[4, 8], in_channels=3, out_channels=3,
-                  down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-                  up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], latent_channels=4, norm_num_groups=2)
     sources = Path(tempfile.mkdtemp(prefix="analogize-tiny-tokenizers-"))
     clip_tokenizer = write_clip_tokenizer(sources / "clip")
     if family in BUILDERS:
@@ -81,21 +85,13 @@ def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
         )
     elif family == "sdxl":
         pipeline = StableDiffusionXLPipeline(
-            unet=UNet2DConditionModel(
-                block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=2, norm_num_groups=2,
-                use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-                # the two text encoders side by side; pooled text (32) + six size numbers × 8
-                cross_attention_dim=2 * TEXT_WIDTH, projection_class_embeddings_input_dim=TEXT_WIDTH + 6 * 8,
-            ),
-            vae=AutoencoderKL(**vae_sd),
+            unet=tiny_sdxl_unet(text_width=2 * TEXT_WIDTH, time_numbers=6),  # the two text encoders side by side
+            vae=AutoencoderKL(**SD_VAE),
             text_encoder=clip,
             text_encoder_2=CLIPTextModelWithProjection(clip_config),
             tokenizer=clip_tokenizer,
             tokenizer_2=clip_tokenizer,
-            scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                    clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+            scheduler=DDIMScheduler(**SD_SCHEDULER),
         )
     else:
         pipeline = StableDiffusionPipeline(
@@ -105,13 +101,10 @@ def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TEXT_WIDTH,
                 norm_num_groups=2, attention_head_dim=2,
             ),
-            vae=AutoencoderKL(**vae_sd),
+            vae=AutoencoderKL(**SD_VAE),
             text_encoder=clip,
             tokenizer=clip_tokenizer,
-            scheduler=DDIMScheduler(
-                beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                set_alpha_to_one=False, steps_offset=1, prediction_type="v_prediction" if family == "sd-v" else "epsilon",
-            ),
+            scheduler=DDIMScheduler(**SD_SCHEDULER, prediction_type="v_prediction" if family == "sd-v" else "epsilon"),
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
@@ -149,28 +142,33 @@ def tiny_sdxl_refiner(clip_config, clip_tokenizer):
     """stable-diffusion-xl-refiner-1.0's layout: an img2img pipeline with the second text encoder
     only, whose UNet takes (original size, crop corner, aesthetic score) instead of SDXL's six
     size numbers; empty prompts are encoded, not zeroed."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLImg2ImgPipeline
     from transformers import CLIPTextModelWithProjection
 
     return StableDiffusionXLImg2ImgPipeline(
-        unet=UNet2DConditionModel(
-            block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=2, norm_num_groups=2,
-            use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
-            cross_attention_dim=TEXT_WIDTH, projection_class_embeddings_input_dim=TEXT_WIDTH + 5 * 8,
-        ),
-        vae=AutoencoderKL(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4,
-                          down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
-                          up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"], norm_num_groups=2),
+        unet=tiny_sdxl_unet(text_width=TEXT_WIDTH, time_numbers=5),
+        vae=AutoencoderKL(**SD_VAE),
         text_encoder=None,
         tokenizer=None,
         text_encoder_2=CLIPTextModelWithProjection(clip_config),
         tokenizer_2=clip_tokenizer,
-        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+        scheduler=DDIMScheduler(**SD_SCHEDULER),
         requires_aesthetics_score=True,
         force_zeros_for_empty_prompt=False,
+    )
+
+
+def tiny_sdxl_unet(text_width: int, time_numbers: int):
+    """SDXL's UNet, attending to text of `text_width` and told the pooled text (TEXT_WIDTH) plus
+    `time_numbers` micro-conditioning numbers, each embedded in 8."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=2, norm_num_groups=2, use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, cross_attention_dim=text_width,
+        projection_class_embeddings_input_dim=TEXT_WIDTH + time_numbers * 8,
     )
 
 
