@@ -1,4 +1,4 @@
-"""Pretrained diffusion backbones, for the methods that build on one (pairedit first).
+"""Pretrained diffusion backbones, for the methods that build on one (pairedit, pixels).
 
 A `Backbone` wraps a diffusers pipeline and gives every method the same small surface, whatever
 the family:
@@ -6,6 +6,7 @@ the family:
     backbone = load_backbone(BackboneConfig(base_model="black-forest-labs/FLUX.1-dev", dtype="bf16"))
     latents = backbone.encode(images)               # (N, 3, H, W) in [-1, 1] -> (N, c, H/8, W/8)
     condition = backbone.condition("")              # the text conditioning, computed once
+    negative = backbone.unconditional()             # classifier-free guidance's other branch
     levels = backbone.levels(28)                    # the sampling grid, noisiest first
     output = backbone.predict(noised, levels[i], condition)   # in the model's own parametrisation
     images = backbone.decode(latents)
@@ -13,9 +14,12 @@ the family:
 Every grid level says how a noised latent is made, x_t = signal·x_0 + noise·ε, and which
 `prediction` the model makes there:
 - "flow"  (FLUX.1, flow matching): x_t = (1 − σ)·x_0 + σ·ε; the model predicts v = ε − x_0.
-- "epsilon" / "v_prediction" (Stable Diffusion 1.x / 2.x / XL): x_t = √ᾱ·x_0 + √(1 − ᾱ)·ε; the model
-  predicts ε, or v = √ᾱ·ε − √(1 − ᾱ)·x_0.
+- "epsilon" / "v_prediction" (Stable Diffusion 1.x / 2.x / XL and its refiner, Kandinsky 2.2):
+  x_t = √ᾱ·x_0 + √(1 − ᾱ)·ε; the model predicts ε, or v = √ᾱ·ε − √(1 − ᾱ)·x_0.
 `estimates` turns any model output back into (x̂_0, ε̂), so samplers and losses are written once.
+
+The Kandinsky 2.2 decoder has no text encoder: it is conditioned on a CLIP image embedding, which
+its prior pipeline (a second folder, `load_backbone(config, prior=...)`) draws for a prompt.
 
 Loading never touches the network (`local_files_only`): a hub id must already be in the local
 Hugging Face cache, or the base model a downloaded folder; otherwise one line says how to get it.
@@ -36,6 +40,12 @@ from .errors import AnalogizeError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PREDICTIONS = ("flow", "epsilon", "v_prediction")
+REFINER_AESTHETIC_SCORE, REFINER_NEGATIVE_AESTHETIC_SCORE = 6.0, 2.5
+"""The SDXL refiner's conditioning on image quality, its pipeline's defaults for the conditional
+and the unconditional branch of classifier-free guidance."""
+PRIOR_SEED = 0
+"""Kandinsky's prior draws its image embeddings from noise; a fixed seed makes a prompt's condition
+the same in every run."""
 
 
 @dataclass
@@ -44,7 +54,8 @@ class BackboneConfig:
 
     base_model: str = ""
     """A folder holding a diffusers pipeline (model_index.json), or a hub id already in the local
-    Hugging Face cache. FLUX.1 and Stable Diffusion 1.x / 2.x / XL pipelines are supported."""
+    Hugging Face cache. FLUX.1, Stable Diffusion 1.x / 2.x / XL (base or refiner) and Kandinsky 2.2
+    decoder pipelines are supported."""
     dtype: str = "fp32"
     """Weights and activations: "fp32", "bf16" or "fp16" (fp16 on GPUs only)."""
     device: str = "auto"
@@ -77,7 +88,7 @@ class Level:
 class Backbone:
     pipeline: Any
     family: str
-    """"flux", "sd" (1.x / 2.x) or "sdxl"."""
+    """"flux", "sd" (1.x / 2.x), "sdxl", "sdxl-refiner" or "kandinsky" (the 2.2 decoder)."""
     prediction: str
     """What the denoiser predicts: one of PREDICTIONS."""
     device: torch.device
@@ -88,7 +99,9 @@ class Backbone:
     """FLUX's guidance embedding value (models without one ignore it)."""
     offloaded: bool = False
     """diffusers' CPU offload moves the sub-models itself."""
-    _conditions: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    prior: Any = None
+    """Kandinsky's KandinskyV22PriorPipeline (prompt -> CLIP image embedding); None for the others."""
+    _conditions: dict[str | None, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     @cached_property
     def denoiser(self) -> torch.nn.Module:
@@ -96,23 +109,41 @@ class Backbone:
         return self.pipeline.transformer if self.family == "flux" else self.pipeline.unet
 
     @property
+    def autoencoder(self) -> torch.nn.Module:
+        """The image <-> latent model: a KL VAE, or Kandinsky's MoVQ (a VQ autoencoder)."""
+        return self.pipeline.movq if self.family == "kandinsky" else self.pipeline.vae
+
+    @property
     def vae_scale(self) -> int:
-        return 2 ** (len(self.pipeline.vae.config.block_out_channels) - 1)
+        return 2 ** (len(self.autoencoder.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """What image sides are rounded to: the autoencoder's scale; twice that for FLUX, which packs
+        2×2 latent patches; its square for Kandinsky, whose pipeline keeps latent sides multiples of
+        the scale."""
+        return {"flux": 2 * self.vae_scale, "kandinsky": self.vae_scale ** 2}.get(self.family, self.vae_scale)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [-1, 1] -> normalised latents (N, c, H/s, W/s), the VAE's mean."""
-        vae = self.pipeline.vae
-        latents = vae.encode(images.to(self.device, self.dtype)).latent_dist.mean
+        images = images.to(self.device, self.dtype)
+        if self.family == "kandinsky":  # MoVQ latents are used as they leave the encoder, unscaled
+            return self.autoencoder.encode(images).latents
+        vae = self.autoencoder
+        latents = vae.encode(images).latent_dist.mean
         shift = vae.config.shift_factor or 0.0
         return (latents - shift) * vae.config.scaling_factor
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents -> (N, 3, H, W) images, roughly in [-1, 1]."""
-        vae = self.pipeline.vae
+        latents = latents.to(self.dtype)
+        if self.family == "kandinsky":  # Kandinsky's pipelines decode without snapping to the codebook
+            return self.autoencoder.decode(latents, force_not_quantize=True).sample.float()
+        vae = self.autoencoder
         shift = vae.config.shift_factor or 0.0
-        return vae.decode(latents.to(self.dtype) / vae.config.scaling_factor + shift).sample.float()
+        return vae.decode(latents / vae.config.scaling_factor + shift).sample.float()
 
     def encode_image(self, image: np.ndarray, height: int, width: int) -> torch.Tensor:
         """An (H, W, 3) image in [0, 1], resized to height × width -> float32 latent (1, c, h, w)."""
@@ -128,35 +159,78 @@ class Backbone:
         picture = ((self.decode(latent)[0].permute(1, 2, 0).cpu().numpy() + 1.0) / 2.0).clip(0.0, 1.0)
         return resize(picture.astype(np.float32), (width, height))
 
-    @torch.no_grad()
     def condition(self, prompt: str = "") -> dict[str, torch.Tensor]:
-        """The text conditioning of `prompt`, cached. On a GPU the text encoders (FLUX's T5-XXL is
-        9.5 GiB) wait in CPU memory between prompts: methods without prompts need them once."""
-        if prompt not in self._conditions:
-            encoders = [] if self.offloaded else [self.pipeline.components[name] for name in
-                                                  ("text_encoder", "text_encoder_2")
-                                                  if self.pipeline.components.get(name) is not None]
+        """The conditioning of `prompt`, cached: its text embeddings (plus SDXL's size or quality
+        numbers), or for Kandinsky the CLIP image embedding its prior draws for the prompt."""
+        return self._cached(prompt, lambda: self._encode_prompt(prompt))
+
+    def unconditional(self) -> dict[str, torch.Tensor]:
+        """The conditioning of classifier-free guidance's unconditional branch, as the family's own
+        pipeline makes it when no negative prompt is given: the empty prompt, zeroed where the
+        pipeline's config says so (SDXL base), with the refiner's low aesthetic score. Kandinsky:
+        the prior's draw for the negative prompt "", which PIXELS' Kandinsky script passes."""
+        return self._cached(None, self._encode_unconditional)
+
+    @torch.no_grad()
+    def _cached(self, key: str | None, encode) -> dict[str, torch.Tensor]:
+        """`encode()`, once per key. On a GPU the text encoders (FLUX's T5-XXL is 9.5 GiB) and
+        Kandinsky's prior wait in CPU memory between prompts: methods without prompts need them once."""
+        if key not in self._conditions:
+            encoders = [] if self.offloaded else self._encoders()
             for encoder in encoders:
                 encoder.to(self.device)
-            if self.family == "flux":
-                embeds, pooled, text_ids = self.pipeline.encode_prompt(
-                    prompt, prompt_2=prompt, device=self.device, max_sequence_length=self._max_text_length())
-                self._conditions[prompt] = {"encoder_hidden_states": embeds, "pooled_projections": pooled,
-                                            "txt_ids": text_ids}
-            elif self.family == "sdxl":
-                embeds, _, pooled, _ = self.pipeline.encode_prompt(prompt, device=self.device,
-                                                                    do_classifier_free_guidance=False)
-                # SDXL's size conditioning: original size, crop corner, target size (no crop).
-                sizes = torch.tensor([[self.resolution, self.resolution, 0, 0, self.resolution, self.resolution]],
-                                     device=self.device, dtype=embeds.dtype)
-                self._conditions[prompt] = {"encoder_hidden_states": embeds, "text_embeds": pooled, "time_ids": sizes}
-            else:
-                embeds, _ = self.pipeline.encode_prompt(prompt, self.device, 1, do_classifier_free_guidance=False)
-                self._conditions[prompt] = {"encoder_hidden_states": embeds}
+            self._conditions[key] = encode()
             if self.device.type != "cpu":
                 for encoder in encoders:
                     encoder.to("cpu")
-        return self._conditions[prompt]
+        return self._conditions[key]
+
+    def _encoders(self) -> list[Any]:
+        texts = [self.pipeline.components[name] for name in ("text_encoder", "text_encoder_2")
+                 if self.pipeline.components.get(name) is not None]
+        return texts + ([self.prior] if self.prior is not None else [])
+
+    def _encode_prompt(self, prompt: str) -> dict[str, torch.Tensor]:
+        if self.family == "flux":
+            embeds, pooled, text_ids = self.pipeline.encode_prompt(
+                prompt, prompt_2=prompt, device=self.device, max_sequence_length=self._max_text_length())
+            return {"encoder_hidden_states": embeds, "pooled_projections": pooled, "txt_ids": text_ids}
+        if self.family == "kandinsky":
+            return {"image_embeds": self._prior_embeddings(prompt)[0]}
+        if self.family in ("sdxl", "sdxl-refiner"):
+            embeds, _, pooled, _ = self.pipeline.encode_prompt(prompt, device=self.device,
+                                                                do_classifier_free_guidance=False)
+            return {"encoder_hidden_states": embeds, "text_embeds": pooled,
+                    "time_ids": self._time_ids(embeds.dtype)}
+        embeds, _ = self.pipeline.encode_prompt(prompt, self.device, 1, do_classifier_free_guidance=False)
+        return {"encoder_hidden_states": embeds}
+
+    def _encode_unconditional(self) -> dict[str, torch.Tensor]:
+        if self.family == "kandinsky":
+            return {"image_embeds": self._prior_embeddings("")[1]}
+        condition = self._encode_prompt("")
+        if self.pipeline.config.get("force_zeros_for_empty_prompt"):
+            condition.update(encoder_hidden_states=torch.zeros_like(condition["encoder_hidden_states"]),
+                             text_embeds=torch.zeros_like(condition["text_embeds"]))
+        if self.family == "sdxl-refiner":
+            condition["time_ids"] = self._time_ids(condition["time_ids"].dtype, REFINER_NEGATIVE_AESTHETIC_SCORE)
+        return condition
+
+    def _time_ids(self, dtype: torch.dtype, aesthetic_score: float = REFINER_AESTHETIC_SCORE) -> torch.Tensor:
+        """SDXL's micro-conditioning: original size and crop corner (none), then the target size
+        (base) or an aesthetic score (refiner)."""
+        side = self.resolution
+        last = [aesthetic_score] if self.family == "sdxl-refiner" else [side, side]
+        return torch.tensor([[side, side, 0, 0, *last]], device=self.device, dtype=dtype)
+
+    def _prior_embeddings(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image embedding of `prompt`, of the negative prompt ""): the prior pipeline's two draws,
+        as PIXELS' Kandinsky script asks for them."""
+        if self.prior is None:  # checked here, not at loading, so methods that cannot use one refuse first
+            raise AnalogizeError(f"{self.pipeline.name_or_path}: a Kandinsky 2.2 decoder is conditioned on image "
+                                 "embeddings from its prior; give --prior DIR (kandinsky-2-2-prior)")
+        generator = torch.Generator().manual_seed(PRIOR_SEED)
+        return self.prior(prompt, negative_prompt="", generator=generator, return_dict=False)
 
     def _max_text_length(self) -> int:
         return min(512, self.pipeline.tokenizer_2.model_max_length)
@@ -210,10 +284,12 @@ class Backbone:
             return FluxPipeline._unpack_latents(output, height * self.vae_scale, width * self.vae_scale,
                                                 self.vae_scale).float()
         timestep = torch.full((n,), level.timestep, device=self.device)
-        added = ({"text_embeds": expand["text_embeds"].expand(n, -1), "time_ids": expand["time_ids"].expand(n, -1)}
-                 if self.family == "sdxl" else None)
-        return network(noised, timestep, encoder_hidden_states=expand["encoder_hidden_states"],
-                             added_cond_kwargs=added).sample.float()
+        # Kandinsky's UNet has no text to attend to: it projects its image embedding itself.
+        states = expand.pop("encoder_hidden_states", None)
+        added = {name: value.expand(n, -1) for name, value in expand.items()} or None  # SDXL, Kandinsky
+        output = network(noised, timestep, encoder_hidden_states=states, added_cond_kwargs=added).sample
+        # Kandinsky's UNet also predicts a variance, in channels c..2c; the samplers need ε only.
+        return output[:, :channels].float()
 
     def estimates(self, noised: torch.Tensor, output: torch.Tensor, level: Level) -> tuple[torch.Tensor, torch.Tensor]:
         """(x̂_0, ε̂) from a model output at `level`, for every parametrisation."""
@@ -244,13 +320,21 @@ def quiet_loading() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_backbone(config: BackboneConfig) -> Backbone:
-    """Load the pipeline named by `config.base_model` from local files only."""
+def load_backbone(config: BackboneConfig, prior: str = "") -> Backbone:
+    """Load the pipeline named by `config.base_model` from local files only; `prior` names the
+    Kandinsky 2.2 prior pipeline a Kandinsky decoder needs (folder or cached hub id)."""
     try:
-        import diffusers
         import peft  # noqa: F401  (the LoRAs)
-        import transformers
-        from diffusers import DiffusionPipeline, FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+        import transformers  # noqa: F401  (the text encoders)
+        from diffusers import (
+            FluxPipeline,
+            KandinskyV22Img2ImgPipeline,
+            KandinskyV22Pipeline,
+            KandinskyV22PriorPipeline,
+            StableDiffusionPipeline,
+            StableDiffusionXLImg2ImgPipeline,
+            StableDiffusionXLPipeline,
+        )
     except ImportError as error:
         raise AnalogizeError(f"pretrained backbones need {error.name}; pip install 'analogize[diffusion]'") from None
 
@@ -264,36 +348,63 @@ def load_backbone(config: BackboneConfig) -> Backbone:
     if device.type == "cpu" and (config.dtype == "fp16" or config.cpu_offload):
         raise AnalogizeError("fp16 and cpu_offload need a GPU; use dtype fp32 or bf16 on the CPU")
     quiet_loading()
-    try:
-        pipeline = DiffusionPipeline.from_pretrained(config.base_model, dtype=DTYPES[config.dtype],
-                                                     local_files_only=True)
-    except (OSError, ValueError, EnvironmentError) as error:
-        hint = ("it has no model_index.json: give the folder of a diffusers pipeline"
-                if Path(config.base_model).is_dir() else
-                f"download it where there is internet (`hf download {config.base_model} --local-dir DIR`), "
-                "copy DIR here and pass --base-model DIR")
-        raise AnalogizeError(f"{config.base_model}: no diffusers pipeline on this machine ({type(error).__name__}); "
-                             f"{hint}") from None
+    pipeline = _load_local_pipeline(config.base_model, "--base-model", DTYPES[config.dtype])
+    kind = type(pipeline)
     if isinstance(pipeline, FluxPipeline):
-        family, prediction = "flux", "flow"
-    elif type(pipeline) in (StableDiffusionPipeline, StableDiffusionXLPipeline):
-        family = "sdxl" if type(pipeline) is StableDiffusionXLPipeline else "sd"
-        prediction = pipeline.scheduler.config.prediction_type
+        family = "flux"
+    elif kind is StableDiffusionPipeline:
+        family = "sd"
+    elif kind in (StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline):
+        # The refiner's UNet takes an aesthetic score where the base takes the target size.
+        family = "sdxl-refiner" if pipeline.config.get("requires_aesthetics_score") else "sdxl"
+    elif kind in (KandinskyV22Pipeline, KandinskyV22Img2ImgPipeline):
+        family = "kandinsky"
+    elif kind is KandinskyV22PriorPipeline:
+        raise AnalogizeError(f"{config.base_model}: a Kandinsky 2.2 prior; give it as --prior and the decoder "
+                             "(kandinsky-2-2-decoder) as --base-model")
     else:
-        raise AnalogizeError(f"{config.base_model}: a {type(pipeline).__name__}; supported are FluxPipeline "
-                             "(FLUX.1), StableDiffusionPipeline (SD 1.x / 2.x) and StableDiffusionXLPipeline")
+        raise AnalogizeError(f"{config.base_model}: a {kind.__name__}; supported are FluxPipeline (FLUX.1), "
+                             "StableDiffusionPipeline (SD 1.x / 2.x), StableDiffusionXL(Img2Img)Pipeline (SDXL "
+                             "base, refiner) and KandinskyV22Pipeline (Kandinsky 2.2 decoder)")
+    prediction = "flow" if family == "flux" else pipeline.scheduler.config.prediction_type
     if prediction not in PREDICTIONS:
         raise AnalogizeError(f"{config.base_model}: prediction type {prediction!r} is not supported")
-    pipeline.set_progress_bar_config(disable=True)
-    for part in pipeline.components.values():
-        if isinstance(part, torch.nn.Module):
-            part.requires_grad_(False)
+    if prior and family != "kandinsky":
+        raise AnalogizeError(f"--prior {prior}: only a Kandinsky 2.2 decoder takes a prior, and {config.base_model} "
+                             f"is {family}; leave --prior out")
+    prior_pipeline = _load_local_pipeline(prior, "--prior", DTYPES[config.dtype]) if prior else None
+    if prior_pipeline is not None and not isinstance(prior_pipeline, KandinskyV22PriorPipeline):
+        raise AnalogizeError(f"--prior {prior}: a {type(prior_pipeline).__name__}, not a KandinskyV22PriorPipeline; "
+                             "give the folder of kandinsky-community/kandinsky-2-2-prior")
+    for part in (pipeline, prior_pipeline):
+        if part is None:
+            continue
+        part.set_progress_bar_config(disable=True)
+        for module in part.components.values():
+            if isinstance(module, torch.nn.Module):
+                module.requires_grad_(False)
     if config.cpu_offload:
         pipeline.enable_model_cpu_offload(device=device)
+        if prior_pipeline is not None:
+            prior_pipeline.enable_model_cpu_offload(device=device)
     else:
-        pipeline.to(device)
+        pipeline.to(device)  # the prior, like the text encoders, comes to the device only to encode a prompt
     backbone = Backbone(pipeline, family, prediction, device, DTYPES[config.dtype], config.resolution,
-                        config.guidance, config.cpu_offload)
+                        config.guidance, config.cpu_offload, prior_pipeline)
     if config.gradient_checkpointing:
         backbone.denoiser.enable_gradient_checkpointing()
     return backbone
+
+
+def _load_local_pipeline(name: str, option: str, dtype: torch.dtype) -> Any:
+    """A diffusers pipeline from a folder or the local cache; the network is never touched."""
+    from diffusers import DiffusionPipeline
+
+    try:
+        return DiffusionPipeline.from_pretrained(name, dtype=dtype, local_files_only=True)
+    except (OSError, ValueError, EnvironmentError) as error:
+        hint = ("it has no model_index.json: give the folder of a diffusers pipeline" if Path(name).is_dir() else
+                f"download it where there is internet (`hf download {name} --local-dir DIR`), "
+                f"copy DIR here and pass {option} DIR")
+        raise AnalogizeError(f"{name}: no diffusers pipeline on this machine ({type(error).__name__}); "
+                             f"{hint}") from None

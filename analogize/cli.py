@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="edit map per exemplar, in order: white keeps the source, black takes the exemplar")
     edit.add_argument("-o", "--output", type=Path, required=True, help="image to write")
     edit.add_argument("--base-model", required=True, help="diffusers pipeline folder (or cached hub id)")
+    edit.add_argument("--prior", default="", help="Kandinsky 2.2 decoders only: the prior pipeline's folder "
+                                                  "(kandinsky-2-2-prior), which turns --prompt into the condition")
     edit.add_argument("--steps", type=int, default=50)
     edit.add_argument("--strength", type=float, default=1.0, help="img2img strength in (0, 1]")
     edit.add_argument("--prompt", default="")
@@ -406,14 +408,15 @@ def run_pixels_edit(args: argparse.Namespace) -> int:
             entry["placement"] = {"scale": scale, "left": round(left), "top": round(top)}
         exemplars.append(Exemplar(image, edit_map))
         record.append(entry)
-    backbone = load_backbone(BackboneConfig(base_model=args.base_model, dtype=args.dtype, resolution=args.resolution))
+    backbone = load_backbone(BackboneConfig(base_model=args.base_model, dtype=args.dtype, resolution=args.resolution),
+                             prior=args.prior)
     result = pixels_edit(backbone, source, exemplars, steps=args.steps, strength=args.strength, seed=args.seed,
                          prompt=args.prompt, guidance=args.guidance)
     save_image(result, args.output)
     # Progressive editing: the output's history is the source's, plus this step.
     earlier = args.source.with_name(args.source.name + HISTORY_SUFFIX)
     history = json.loads(earlier.read_text()) if earlier.is_file() else []
-    history.append({"source": str(args.source), "exemplars": record, "base_model": args.base_model,
+    history.append({"source": str(args.source), "exemplars": record, "base_model": args.base_model, "prior": args.prior,
                     "steps": args.steps, "strength": args.strength, "seed": args.seed, "prompt": args.prompt,
                     "guidance": args.guidance})
     write_text_atomic(args.output.with_name(args.output.name + HISTORY_SUFFIX), json.dumps(history, indent=2))

@@ -1,10 +1,11 @@
 """PIXELS sampling time against the backbone's plain img2img: same tiny backbone, same steps, same run.
 
-    .venv/bin/python benchmarks/pixels_overhead.py [--steps 28] [--rounds 15] [--resolution 64]
+    .venv/bin/python benchmarks/pixels_overhead.py [--steps 28] [--rounds 15] [--resolution 64] [--threads 1]
 
 Both are `analogize.methods.pixels.img2img` on one latent; PIXELS adds its surgery hook (a
 threshold and a blend of the noised source per step). The two are run alternately, `--rounds`
-times each, and the medians compared, so drift of this noisy machine hits both alike. Also writes
+times each, and the medians compared, so drift of this noisy machine hits both alike; on a CPU shared
+with other jobs, `--threads 1` keeps torch's threads from waiting on each other. Also writes
 docs/images/pixels-locking.png (with --figure): a gradient map and which latent pixels are held to
 the source at four of the steps, recorded from a run.
 """
@@ -34,14 +35,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=28)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--figure", type=Path, help="write the locking figure here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="analogize-pixels-bench-"))
     print("| backbone | plain img2img | PIXELS | ratio |")
     print("|---|---|---|---|")
-    for family in ("flux", "sd"):
+    for family in ("flux", "sd", "sdxl-refiner", "kandinsky"):
+        prior = str(write_tiny_backbone("kandinsky-prior", root / "prior")) if family == "kandinsky" else ""
         backbone = load_backbone(BackboneConfig(base_model=str(write_tiny_backbone(family, root / family)),
-                                                resolution=args.resolution))
+                                                resolution=args.resolution), prior=prior)
         generator = torch.Generator().manual_seed(0)
         images = torch.rand(2, 3, args.resolution, args.resolution, generator=generator) * 2 - 1
         source, exemplar = backbone.encode(images).float().split(1)

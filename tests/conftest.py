@@ -10,7 +10,8 @@
 plus `image` (one random image) and `pair_folder` (three pairs made with `warm_edit`), the
 plain functions `inverted_pairs(size, grid)`, `learn_interrupted_then_resumed(...)` and
 `assert_same_weights(a, b)` for training tests, and `free_port()` for servers; `tiny_backbones`
-(session-wide) maps "flux", "sd" and "sd-v" to folders holding tiny random diffusers pipelines.
+(session-wide) maps every name of tiny_backbones.TINY_FAMILIES to a folder holding that tiny random
+diffusers pipeline.
 
 Images are written with Pillow directly, not with analogize's own `save_image`, so a bug in the
 code under test cannot hide itself in the fixtures.

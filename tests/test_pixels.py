@@ -27,9 +27,10 @@ from conftest import random_image, write_image
 STEPS = 8
 
 
-@pytest.fixture(scope="module", params=["flux", "sd"])
+@pytest.fixture(scope="module", params=["flux", "sd", "sdxl-refiner", "kandinsky"])
 def backbone(request, tiny_backbones):
-    return load_backbone(BackboneConfig(base_model=str(tiny_backbones[request.param]), resolution=32))
+    prior = str(tiny_backbones["kandinsky-prior"]) if request.param == "kandinsky" else ""
+    return load_backbone(BackboneConfig(base_model=str(tiny_backbones[request.param]), resolution=32), prior=prior)
 
 
 def latents(backbone, seed):

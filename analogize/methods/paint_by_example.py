@@ -292,7 +292,7 @@ def paint(model: PaintByExampleModel, backbone: Backbone, photo: np.ndarray, mas
                              "the exemplar should go")
     top, left, bottom, right = context_box(repaint, context)
     crop, crop_repaint = photo[top:bottom, left:right], repaint[top:bottom, left:right]
-    height, width = working_size(crop, backbone.resolution, backbone.vae_scale)
+    height, width = working_size(crop, backbone.resolution, backbone.size_multiple)
     work_repaint = repaint_mask(crop_repaint.astype(np.float32), (height, width))
     masked, keep = inpainting_inputs(backbone, resize(crop, (width, height)), work_repaint)
     tokens = model.image_encoder(exemplar_pixels(model, exemplar, exemplar_mask).to(backbone.device, backbone.dtype))

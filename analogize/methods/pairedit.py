@@ -47,6 +47,11 @@ from .pixels import Exemplar, pixels_edit
 ATTENTION_PROJECTIONS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
 """Every Linear of every attention module (FLUX's joint attention has the add_* ones; SD's not)."""
 CONTENT, SEMANTIC, INVERSION = "content", "semantic", "inversion"
+PIXELS_ONLY_FAMILIES = {
+    "sdxl-refiner": "the SDXL refiner was trained on the low-noise end of the grid only",
+    "kandinsky": "the Kandinsky 2.2 decoder takes its condition from a separate prior",
+}
+"""Backbones PIXELS edits with but PairEdit cannot learn on, with the reason."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Tests and CPU checks on a tiny random backbone (tiny_backbones.py): seconds.
@@ -458,6 +463,10 @@ class PairEdit(Method):
     def fit(self, pairs: PairSet, config: MethodConfig, *, run_dir: Path | None, resume: bool,
             progress: bool) -> tuple[Edit, int]:
         backbone = load_backbone(config)
+        if backbone.family in PIXELS_ONLY_FAMILIES:
+            raise AnalogizeError(f"{config.base_model}: pairedit learns on FLUX.1, SD 1.x / 2.x and SDXL base, and "
+                                 f"{PIXELS_ONLY_FAMILIES[backbone.family]}; give one of those as --base-model "
+                                 "(this one works with analogize edit)")
         torch.manual_seed(config.seed)  # the LoRAs' initial weights
         task = PairEditTask(pairs, config, backbone)
         result = run_training(task, config.loop_settings(ema_module="denoiser", progress=progress),

@@ -128,8 +128,7 @@ def pixels_edit(backbone: Backbone, source: np.ndarray, exemplars: list[Exemplar
         raise AnalogizeError("PIXELS needs at least one exemplar image; give --exemplar")
     if not 0.0 < strength <= 1.0:
         raise AnalogizeError(f"strength {strength} is outside (0, 1]; 1 runs all steps from noise")
-    multiple = backbone.vae_scale * (2 if backbone.family == "flux" else 1)  # FLUX packs 2×2 latent patches
-    height, width = working_size(source, backbone.resolution, multiple)
+    height, width = working_size(source, backbone.resolution, backbone.size_multiple)
     source_latent = backbone.encode_image(source, height, width)
     side_h, side_w = source_latent.shape[-2:]
     pieces = [(backbone.encode_image(exemplar.image, height, width),
@@ -141,7 +140,7 @@ def pixels_edit(backbone: Backbone, source: np.ndarray, exemplars: list[Exemplar
     locked_steps = len(img2img_levels(backbone, steps, strength))
     latent = img2img(
         backbone, exemplar_latent, exemplar_noise, steps=steps, strength=strength,
-        condition=backbone.condition(prompt), uncondition=backbone.condition("") if guidance != 1.0 else None,
+        condition=backbone.condition(prompt), uncondition=backbone.unconditional() if guidance != 1.0 else None,
         guidance=guidance, surgery=pixels_surgery(source_latent, source_noise, edit_map, locked_steps),
     )
     return backbone.decode_image(latent, *source.shape[:2])
