@@ -22,7 +22,6 @@ what the benchmark compares against.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +31,7 @@ import torch.nn.functional as F
 from ..backbones import Backbone, Level
 from ..errors import AnalogizeError
 from ..images import resize
-
-Surgery = Callable[[int, Level, torch.Tensor], torch.Tensor]
-"""(step index, level, current latent) -> the latent to denoise at this step."""
+from ..samplers import Surgery, classifier_free, deterministic_sample
 
 
 @dataclass
@@ -55,26 +52,22 @@ def img2img_levels(backbone: Backbone, steps: int, strength: float) -> list[Leve
     return backbone.levels(steps)[steps - max(1, round(strength * steps)):]
 
 
-@torch.no_grad()
 def img2img(backbone: Backbone, start: torch.Tensor, noise: torch.Tensor, *, steps: int, strength: float,
             condition: dict[str, torch.Tensor], uncondition: dict[str, torch.Tensor] | None = None,
             guidance: float = 1.0, surgery: Surgery | None = None) -> torch.Tensor:
     """Noise `start` (N, c, h, w) with `noise` to the level `strength` of the way up a
-    `steps`-level grid and denoise back to 0 (x_next = a'·x̂_0 + b'·ε̂). Classifier-free guidance
-    when `uncondition` is given. `surgery` may replace the latent before each step."""
+    `steps`-level grid and denoise back to 0 with the shared deterministic sampler.
+    Classifier-free guidance when `uncondition` is given. `surgery` may replace the latent before
+    each step."""
     levels = img2img_levels(backbone, steps, strength)
-    latent = noised(start, noise, levels[0])
-    for index, level in enumerate(levels):
-        if surgery is not None:
-            latent = surgery(index, level, latent)
+
+    def model_output(latent: torch.Tensor, index: int, level: Level) -> torch.Tensor:
         output = backbone.predict(latent, level, condition)
-        if uncondition is not None and guidance != 1.0:
-            unguided = backbone.predict(latent, level, uncondition)
-            output = unguided + guidance * (output - unguided)
-        clean, estimate = backbone.estimates(latent, output, level)
-        following = levels[index + 1] if index + 1 < len(levels) else Level(0.0, 1.0, 0.0)
-        latent = following.signal * clean + following.noise * estimate
-    return latent
+        if uncondition is None or guidance == 1.0:
+            return output
+        return classifier_free(output, backbone.predict(latent, level, uncondition), guidance)
+
+    return deterministic_sample(backbone, noised(start, noise, levels[0]), levels, model_output, surgery)
 
 
 def pixels_surgery(source: torch.Tensor, source_noise: torch.Tensor, edit_map: torch.Tensor, steps: int,
