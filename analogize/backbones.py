@@ -17,6 +17,9 @@ Every grid level says how a noised latent is made, x_t = signal·x_0 + noise·ε
   predicts ε, or v = √ᾱ·ε − √(1 − ᾱ)·x_0.
 `estimates` turns any model output back into (x̂_0, ε̂), so samplers and losses are written once.
 
+InstructPix2Pix pipelines ("ip2p") are Stable Diffusion UNets that also see the query image:
+`predict(..., image_latent=backbone.query_latent(image, h, w))` puts its latent beside the noised one.
+
 Loading never touches the network (`local_files_only`): a hub id must already be in the local
 Hugging Face cache, or the base model a downloaded folder; otherwise one line says how to get it.
 Tiny random backbones for tests are in tiny_backbones.py.
@@ -44,7 +47,8 @@ class BackboneConfig:
 
     base_model: str = ""
     """A folder holding a diffusers pipeline (model_index.json), or a hub id already in the local
-    Hugging Face cache. FLUX.1 and Stable Diffusion 1.x / 2.x / XL pipelines are supported."""
+    Hugging Face cache. FLUX.1, Stable Diffusion 1.x / 2.x / XL and InstructPix2Pix pipelines are
+    supported."""
     dtype: str = "fp32"
     """Weights and activations: "fp32", "bf16" or "fp16" (fp16 on GPUs only)."""
     device: str = "auto"
@@ -77,7 +81,7 @@ class Level:
 class Backbone:
     pipeline: Any
     family: str
-    """"flux", "sd" (1.x / 2.x) or "sdxl"."""
+    """"flux", "sd" (1.x / 2.x), "sdxl" or "ip2p" (InstructPix2Pix)."""
     prediction: str
     """What the denoiser predicts: one of PREDICTIONS."""
     device: torch.device
@@ -121,6 +125,11 @@ class Backbone:
         pixels = torch.from_numpy(resize(image, (width, height)).transpose(2, 0, 1).copy())[None] * 2.0 - 1.0
         return self.encode(pixels).float()
 
+    def query_latent(self, image: np.ndarray, height: int, width: int) -> torch.Tensor:
+        """The query image as InstructPix2Pix concatenates it to the noised latent: the VAE's mean
+        without the latent scaling factor (the pipeline's `prepare_image_latents`)."""
+        return self.encode_image(image, height, width) / self.pipeline.vae.config.scaling_factor
+
     def decode_image(self, latent: torch.Tensor, height: int, width: int) -> np.ndarray:
         """A latent (1, c, h, w) -> float32 (height, width, 3) image in [0, 1]."""
         from .images import resize
@@ -150,6 +159,9 @@ class Backbone:
                 sizes = torch.tensor([[self.resolution, self.resolution, 0, 0, self.resolution, self.resolution]],
                                      device=self.device, dtype=embeds.dtype)
                 self._conditions[prompt] = {"encoder_hidden_states": embeds, "text_embeds": pooled, "time_ids": sizes}
+            elif self.family == "ip2p":
+                embeds = self.pipeline._encode_prompt(prompt, self.device, 1, do_classifier_free_guidance=False)
+                self._conditions[prompt] = {"encoder_hidden_states": embeds}
             else:
                 embeds, _ = self.pipeline.encode_prompt(prompt, self.device, 1, do_classifier_free_guidance=False)
                 self._conditions[prompt] = {"encoder_hidden_states": embeds}
@@ -185,10 +197,13 @@ class Backbone:
         return self.resolution // self.vae_scale
 
     def predict(self, noised: torch.Tensor, level: Level, condition: dict[str, torch.Tensor],
-                network: torch.nn.Module | None = None) -> torch.Tensor:
+                network: torch.nn.Module | None = None, image_latent: torch.Tensor | None = None) -> torch.Tensor:
         """The denoiser's output for latents (N, c, h, w) at `level`, in its own parametrisation.
-        `network` is the denoiser as wrapped for training (distributed, mixed precision), if it is."""
+        `network` is the denoiser as wrapped for training (distributed, mixed precision), if it is;
+        `image_latent` (N, c, h, w) is the query image of an InstructPix2Pix model (`query_latent`)."""
         network = network or self.denoiser
+        if (image_latent is None) != (self.family != "ip2p"):
+            raise ValueError("an InstructPix2Pix denoiser needs image_latent, and only it takes one")
         n, channels, height, width = noised.shape
         noised = noised.to(self.dtype)
         expand = {name: value.expand(n, *value.shape[1:]) if value.dim() > 2 else value
@@ -209,6 +224,8 @@ class Backbone:
         timestep = torch.full((n,), level.timestep, device=self.device)
         added = ({"text_embeds": expand["text_embeds"].expand(n, -1), "time_ids": expand["time_ids"].expand(n, -1)}
                  if self.family == "sdxl" else None)
+        if image_latent is not None:
+            noised = torch.cat([noised, image_latent.to(self.dtype)], dim=1)
         return network(noised, timestep, encoder_hidden_states=expand["encoder_hidden_states"],
                              added_cond_kwargs=added).sample.float()
 
@@ -238,7 +255,13 @@ def load_backbone(config: BackboneConfig) -> Backbone:
         import diffusers
         import peft  # noqa: F401  (the LoRAs)
         import transformers
-        from diffusers import DiffusionPipeline, FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+        from diffusers import (
+            DiffusionPipeline,
+            FluxPipeline,
+            StableDiffusionInstructPix2PixPipeline,
+            StableDiffusionPipeline,
+            StableDiffusionXLPipeline,
+        )
     except ImportError as error:
         raise AnalogizeError(f"pretrained backbones need {error.name}; pip install 'analogize[diffusion]'") from None
 
@@ -265,12 +288,14 @@ def load_backbone(config: BackboneConfig) -> Backbone:
                              f"{hint}") from None
     if isinstance(pipeline, FluxPipeline):
         family, prediction = "flux", "flow"
-    elif type(pipeline) in (StableDiffusionPipeline, StableDiffusionXLPipeline):
-        family = "sdxl" if type(pipeline) is StableDiffusionXLPipeline else "sd"
+    elif type(pipeline) in (StableDiffusionPipeline, StableDiffusionXLPipeline, StableDiffusionInstructPix2PixPipeline):
+        family = {StableDiffusionXLPipeline: "sdxl", StableDiffusionInstructPix2PixPipeline: "ip2p"}.get(
+            type(pipeline), "sd")
         prediction = pipeline.scheduler.config.prediction_type
     else:
         raise AnalogizeError(f"{config.base_model}: a {type(pipeline).__name__}; supported are FluxPipeline "
-                             "(FLUX.1), StableDiffusionPipeline (SD 1.x / 2.x) and StableDiffusionXLPipeline")
+                             "(FLUX.1), StableDiffusionPipeline (SD 1.x / 2.x), StableDiffusionXLPipeline and "
+                             "StableDiffusionInstructPix2PixPipeline")
     if prediction not in PREDICTIONS:
         raise AnalogizeError(f"{config.base_model}: prediction type {prediction!r} is not supported")
     pipeline.set_progress_bar_config(disable=True)

@@ -5,7 +5,7 @@ exercised on these: the same classes and folder layout as FLUX.1 and Stable Diff
 thousand random weights each, built from configs in the style of diffusers' own tests. The
 tokenizers are written from a small vocabulary, never downloaded.
 
-    folder = write_tiny_backbone("flux", tmp_path / "flux")      # or "sd" / "sd-v"
+    folder = write_tiny_backbone("flux", tmp_path / "flux")      # or "sd" / "sd-v" / "sdxl" / "ip2p"
     backbone = load_backbone(BackboneConfig(base_model=str(folder)))
 """
 
@@ -18,14 +18,15 @@ from pathlib import Path
 
 import torch
 
-TINY_FAMILIES = ("flux", "sd", "sd-v", "sdxl")
+TINY_FAMILIES = ("flux", "sd", "sd-v", "sdxl", "ip2p")
 TEXT_WIDTH = 32
 VOCABULARY = ["<pad>", "</s>", "<unk>", "a", "photo", "of", "person", "image", "the"]
 
 
 def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
     """Build a tiny random pipeline of `family` ("flux"; "sd" = ε-prediction, "sd-v" =
-    v-prediction; "sdxl") and save it with `save_pretrained` into `folder`; returns `folder`."""
+    v-prediction; "sdxl"; "ip2p" = InstructPix2Pix) and save it with `save_pretrained` into
+    `folder`; returns `folder`."""
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
@@ -41,6 +42,9 @@ def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
     if family not in TINY_FAMILIES:
         raise ValueError(f"unknown tiny family {family!r}; choose one of {TINY_FAMILIES}")
     folder = Path(folder)
+    if family == "ip2p":
+        build_ip2p_pipeline(IP2P_SIZES["tiny"], seed).save_pretrained(folder, safe_serialization=True)
+        return folder
     torch.manual_seed(seed)
     clip_config = CLIPTextConfig(
         bos_token_id=0, eos_token_id=2, hidden_size=TEXT_WIDTH, intermediate_size=37, layer_norm_eps=1e-5,
@@ -137,3 +141,48 @@ def write_t5_tokenizer():
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     return T5TokenizerFast(tokenizer_object=core, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
                            extra_ids=0, model_max_length=16)
+
+
+IP2P_SIZES = {
+    # Tests: a few thousand weights.
+    "tiny": dict(unet_widths=(8, 16), head_width=4, vae_width=8),
+    # The `loc` method's `cpu` preset trains this one from scratch (methods/loc/train.py).
+    "small": dict(unet_widths=(32, 64), head_width=16, vae_width=32),
+}
+
+
+def build_ip2p_pipeline(sizes: dict, seed: int = 0):
+    """A random InstructPix2Pix pipeline: a UNet with 8 input channels (the noised latent and the
+    query image's latent side by side), a tiny CLIP text encoder and a VAE that does not
+    downsample (so a 32 px image is a 32 × 32 latent: small models stay sharp at small sizes)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    widths, head = tuple(sizes["unet_widths"]), sizes["head_width"]
+    sources = Path(tempfile.mkdtemp(prefix="analogize-tiny-tokenizers-"))
+    pipeline = StableDiffusionInstructPix2PixPipeline(
+        unet=UNet2DConditionModel(
+            block_out_channels=widths, layers_per_block=1, sample_size=32, in_channels=8, out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TEXT_WIDTH,
+            norm_num_groups=min(8, widths[0]), attention_head_dim=head,
+        ),
+        vae=AutoencoderKL(
+            block_out_channels=(sizes["vae_width"],), in_channels=3, out_channels=3, layers_per_block=1,
+            down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",), latent_channels=4,
+            norm_num_groups=min(8, sizes["vae_width"]), sample_size=32,
+        ),
+        text_encoder=CLIPTextModel(CLIPTextConfig(
+            bos_token_id=0, eos_token_id=2, hidden_size=TEXT_WIDTH, intermediate_size=37, layer_norm_eps=1e-5,
+            num_attention_heads=4, num_hidden_layers=2, pad_token_id=1, vocab_size=1000, projection_dim=TEXT_WIDTH,
+        )),
+        tokenizer=write_clip_tokenizer(sources / "clip"),
+        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                set_alpha_to_one=False, steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    shutil.rmtree(sources)
+    return pipeline
