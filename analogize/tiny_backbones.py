@@ -145,21 +145,21 @@ def write_t5_tokenizer():
 
 IP2P_SIZES = {
     # Tests: a few thousand weights.
-    "tiny": dict(unet_widths=(8, 16), head_width=4, vae_width=8),
+    "tiny": dict(unet_widths=(8, 16), head_width=4, vae_widths=(4, 8)),
     # The `loc` method's `cpu` preset trains this one from scratch (methods/loc/train.py).
-    "small": dict(unet_widths=(32, 64), head_width=16, vae_width=32),
+    "small": dict(unet_widths=(32, 64), head_width=16, vae_widths=(16, 32)),
 }
 
 
 def build_ip2p_pipeline(sizes: dict, seed: int = 0):
     """A random InstructPix2Pix pipeline: a UNet with 8 input channels (the noised latent and the
-    query image's latent side by side), a tiny CLIP text encoder and a VAE that does not
-    downsample (so a 32 px image is a 32 × 32 latent: small models stay sharp at small sizes)."""
+    query image's latent side by side), a tiny CLIP text encoder and a VAE that halves the side
+    once per width after the first (Stable Diffusion's has four widths: 1/8)."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    widths, head = tuple(sizes["unet_widths"]), sizes["head_width"]
+    widths, head, vae_widths = tuple(sizes["unet_widths"]), sizes["head_width"], sizes["vae_widths"]
     sources = Path(tempfile.mkdtemp(prefix="analogize-tiny-tokenizers-"))
     pipeline = StableDiffusionInstructPix2PixPipeline(
         unet=UNet2DConditionModel(
@@ -169,9 +169,9 @@ def build_ip2p_pipeline(sizes: dict, seed: int = 0):
             norm_num_groups=min(8, widths[0]), attention_head_dim=head,
         ),
         vae=AutoencoderKL(
-            block_out_channels=(sizes["vae_width"],), in_channels=3, out_channels=3, layers_per_block=1,
-            down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",), latent_channels=4,
-            norm_num_groups=min(8, sizes["vae_width"]), sample_size=32,
+            block_out_channels=tuple(vae_widths), in_channels=3, out_channels=3, layers_per_block=1,
+            down_block_types=("DownEncoderBlock2D",) * len(vae_widths), up_block_types=("UpDecoderBlock2D",) * len(vae_widths),
+            latent_channels=4, norm_num_groups=min(8, vae_widths[0]), sample_size=32,
         ),
         text_encoder=CLIPTextModel(CLIPTextConfig(
             bos_token_id=0, eos_token_id=2, hidden_size=TEXT_WIDTH, intermediate_size=37, layer_norm_eps=1e-5,
