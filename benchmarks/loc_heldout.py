@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/loc_heldout.py [--hypernetwork DIR] [--shots 1] [--test-images 12]
 
 1. Trains the cpu preset with `train_loc` (base model, then hypernetwork) into --hypernetwork,
-   unless that folder already holds a trained one; prints the wall-clock time of each part.
+   unless that folder already holds a trained one (an interrupted training resumes); prints the
+   wall-clock time.
 2. For every benchmark edit (held-out ones marked), learns from --shots exemplar pairs cut from
    the training photos and scores on --test-images crops of the test photos, against the exact
    answer: loc, identity and colormap from the same exemplars, at the preset's 32 px.
@@ -45,7 +46,7 @@ def main() -> None:
     config = loc.make_config("cpu", seed=args.seed)
     if not (args.hypernetwork / CONFIG_FILE).is_file():
         started = time.perf_counter()
-        train_loc(config, args.hypernetwork, progress=False)
+        train_loc(config, args.hypernetwork, resume=True, progress=False)  # an interrupted run continues
         print(f"train-loc --preset cpu: {time.perf_counter() - started:.0f} s wall "
               f"(autoencoder {config.autoencoder_steps}, denoiser {config.denoiser_steps}, "
               f"hypernetwork {config.steps} steps)", flush=True)

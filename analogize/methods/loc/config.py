@@ -53,6 +53,8 @@ class LocConfig(TrainableConfig, BackboneConfig):
     """"procedural", a pairs folder, "magicbrush:DIR" or "seed:MANIFEST" (see data.py)."""
     hold_out: tuple[str, ...] = ("tone", "sketch", "sharpen")
     """Procedural edits kept out of training (the benchmark evaluates on them)."""
+    crop_pool: int = 512
+    """Procedural data: crops cut once from the training photos, which the quads are drawn from."""
     steps: int = 50_000
     batch_size: int = 16
     """Quads per step and process."""
@@ -85,7 +87,7 @@ class LocConfig(TrainableConfig, BackboneConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Tests: a tiny base model and hypernetwork, a handful of steps (seconds on a CPU).
-    "tiny": dict(resolution=32, base_size="tiny", autoencoder_steps=2, denoiser_steps=2, steps=2, batch_size=2,
+    "tiny": dict(resolution=32, base_size="tiny", crop_pool=8, autoencoder_steps=2, denoiser_steps=2, steps=2, batch_size=2,
                  targets=("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0"), rank=2, alpha=2.0,
                  image_size=32, patch_size=8, width=32, encoder_depth=1, heads=2, sample_steps=4,
                  learning_rate=1e-3, checkpoint_every=0),

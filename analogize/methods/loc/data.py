@@ -154,10 +154,10 @@ def _read_json(path: Path, what: str):
         raise AnalogizeError(f"{path}: is not valid JSON; expected {what}") from None
 
 
-def quad_source(data: str, size: int, *, train_edits: Sequence[str], seed: int = 0) -> QuadSource:
+def quad_source(data: str, size: int, *, train_edits: Sequence[str], crop_pool: int = 512, seed: int = 0) -> QuadSource:
     """The quad source `data` names: "procedural", "magicbrush:DIR", "seed:FILE" or a pairs folder."""
     if data == PROCEDURAL:
-        return ProceduralQuads(train_edits, size, seed=seed)
+        return ProceduralQuads(train_edits, size, pool=crop_pool, seed=seed)
     kind, _, path = data.partition(":")
     if kind == "magicbrush":
         return PairQuads(magicbrush_pairs(Path(path)), size, data)

@@ -240,7 +240,8 @@ def train_loc(config: LocConfig, folder: Path, *, resume: bool = False, progress
     if held_out:
         raise AnalogizeError(f"--hold-out: {', '.join(held_out)} are not benchmark edits; choose from {', '.join(EDITS)}")
     train_edits = [name for name in EDITS if name not in config.hold_out]
-    source = quad_source(config.data, config.resolution, train_edits=train_edits, seed=config.seed)
+    source = quad_source(config.data, config.resolution, train_edits=train_edits, crop_pool=config.crop_pool,
+                         seed=config.seed)
     if not config.base_model:
         base = train_base_model(config, source, folder, resume=resume, progress=progress)
         config = dataclasses.replace(config, base_model=str(base))
