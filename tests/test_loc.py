@@ -25,11 +25,10 @@ from analogize.training import LoopSettings, run_training
 from conftest import assert_clear_error, make_pair_folder, random_image, warm_edit
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """`train-loc --preset tiny` (base model, then hypernetwork) into a folder, once."""
-    folder = tmp_path_factory.mktemp("loc") / "hypernetwork"
-    return train_loc(get_method("loc").make_config("tiny"), folder, progress=False)
+@pytest.fixture
+def trained(tiny_hypernetwork):
+    """`train-loc --preset tiny` (base model, then hypernetwork): conftest trains it once."""
+    return tiny_hypernetwork
 
 
 @pytest.fixture(scope="module")
