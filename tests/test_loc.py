@@ -228,6 +228,19 @@ def test_learn_without_a_hypernetwork_says_how_to_make_one(tmp_path, capsys):
     assert_clear_error(error.value, tmp_path / "nowhere", "train-loc")
 
 
+def test_training_on_a_given_base_model_from_a_pairs_folder(tiny_backbones, tmp_path, capsys):
+    """The gpu presets' path (a downloaded InstructPix2Pix, a dataset of pairs), at tiny size."""
+    folder = make_pair_folder(tmp_path / "pairs", {"a": (random_image(32, 32), warm_edit(random_image(32, 32)))})
+    assert main(["train-loc", "--preset", "gpu", "-o", str(tmp_path / "h")]) == 2
+    assert "--base-model" in capsys.readouterr().err
+    config = get_method("loc").make_config("tiny", base_model=str(tiny_backbones["ip2p"]), data=str(folder))
+    trained = train_loc(config, tmp_path / "h", progress=False)
+    assert not (trained / "base").exists()
+    assert json.loads((trained / "loc.json").read_text())["base_model"] == str(tiny_backbones["ip2p"])
+    edit = get_method("loc").learn(pairs(), get_method("loc").make_config("tiny", hypernetwork=str(trained)))
+    assert edit.config.base_model == str(tiny_backbones["ip2p"])
+
+
 def test_pairs_folders_magicbrush_and_manifests_become_reverse_quads(tmp_path, write_image):
     before, after = random_image(20, 30, seed=1), random_image(20, 30, seed=2)
     folder = make_pair_folder(tmp_path / "pairs", {"x": (before, after)})

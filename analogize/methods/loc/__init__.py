@@ -96,7 +96,8 @@ class LocEdit(Edit):
     def factors(self) -> Factors:
         device = self.backbone.device
         names = [key[: -len(DOWN)] for key in self.lora if key.endswith(DOWN)]
-        return {name: (self.lora[name + DOWN][None].to(device), self.lora[name + UP][None].to(device)) for name in names}
+        return {name: (self.lora[name + DOWN][None].to(device), self.lora[name + UP][None].to(device))
+                for name in names}
 
     def edit(self, image: np.ndarray, *, seed: int) -> np.ndarray:
         backbone, side = self.backbone, self.config.resolution
@@ -118,9 +119,10 @@ class LocEdit(Edit):
 
 class Loc(Method):
     name = "loc"
-    summary = "LoRA of Change: a trained hypernetwork turns the pairs into a LoRA for an InstructPix2Pix model, one forward pass"
-    needs = ("a hypernetwork folder from `analogize train-loc` (--hypernetwork DIR); training one needs the photo corpus "
-             "(cpu preset: minutes here) or a downloaded InstructPix2Pix and a GPU (gpu presets)")
+    summary = ("LoRA of Change: a trained hypernetwork turns the pairs into a LoRA for an InstructPix2Pix "
+               "model, one forward pass")
+    needs = ("a hypernetwork folder from `analogize train-loc` (--hypernetwork DIR); training one needs the "
+             "photo corpus (cpu preset: minutes here) or a downloaded InstructPix2Pix and a GPU (gpu presets)")
     config_class = LocConfig
     edit_class = LocEdit
     presets = PRESETS

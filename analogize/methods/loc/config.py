@@ -23,9 +23,10 @@ class LocConfig(TrainableConfig, BackboneConfig):
     """Folder written by `analogize train-loc` (hypernetwork weights, its settings, its base model)."""
 
     # --- the base model (BackboneConfig.base_model, .resolution, .dtype, .device) --------------------
-    base_size: str = "small"
+    base_size: str = ""
     """With no base_model: train a random InstructPix2Pix pipeline of this size first
-    (tiny_backbones.IP2P_SIZES: "tiny" or "small") on the training edits, and build on it."""
+    (tiny_backbones.IP2P_SIZES: "tiny" or "small") on the training edits, and build on it.
+    Empty: base_model is required (the gpu presets)."""
     autoencoder_steps: int = 400
     """Steps training that pipeline's VAE to reconstruct photo crops."""
     denoiser_steps: int = 1500
@@ -77,8 +78,8 @@ class LocConfig(TrainableConfig, BackboneConfig):
         if min(self.rank, self.batch_size, self.sample_steps, self.decoder_depth) < 1:
             raise AnalogizeError("loc: rank, batch_size, sample_steps and decoder_depth must be at least 1")
         if self.image_size % self.patch_size or self.width % self.heads:
-            raise AnalogizeError(f"loc: image_size {self.image_size} must be a multiple of patch_size {self.patch_size} "
-                                 f"and width {self.width} of heads {self.heads}")
+            raise AnalogizeError(f"loc: image_size {self.image_size} must be a multiple of patch_size "
+                                 f"{self.patch_size} and width {self.width} of heads {self.heads}")
 
     def training_fingerprint(self, data_description: str) -> dict[str, Any]:
         settings = {key: value for key, value in dataclasses.asdict(self).items() if key not in self.resumable_changes}
@@ -87,14 +88,15 @@ class LocConfig(TrainableConfig, BackboneConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Tests: a tiny base model and hypernetwork, a handful of steps (seconds on a CPU).
-    "tiny": dict(resolution=32, base_size="tiny", crop_pool=8, autoencoder_steps=2, denoiser_steps=2, steps=2, batch_size=2,
+    "tiny": dict(resolution=32, base_size="tiny", crop_pool=8, autoencoder_steps=2, denoiser_steps=2, steps=2,
+                 batch_size=2,
                  targets=("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0"), rank=2, alpha=2.0,
                  image_size=32, patch_size=8, width=32, encoder_depth=1, heads=2, sample_steps=4,
                  learning_rate=1e-3, checkpoint_every=0),
     # Everything trained here, on this CPU, in minutes: a small base model, then the hypernetwork.
     "cpu": dict(resolution=32, base_size="small", autoencoder_steps=300, denoiser_steps=2500, steps=2500,
-                batch_size=8, rank=4, alpha=4.0, image_size=32, patch_size=4, width=128, encoder_depth=4, heads=4,
-                learning_rate=3e-4, sample_steps=20, checkpoint_every=500),
+                batch_size=8, rank=4, alpha=4.0, image_size=32, patch_size=4, width=128, encoder_depth=4,
+                heads=4, learning_rate=3e-4, sample_steps=20, checkpoint_every=500),
     # A real InstructPix2Pix (timbrooks/instruct-pix2pix, downloaded: --base-model DIR) on one GPU.
     "gpu": dict(resolution=256, dtype="bf16", batch_size=16, image_guidance=1.5, mixed_precision="bf16"),
     "gpu-512": dict(resolution=512, dtype="bf16", batch_size=8, gradient_accumulation_steps=2, image_guidance=1.5,

@@ -61,7 +61,8 @@ class ProceduralQuads:
         self.edits, self.min_strength = list(edits), min_strength
         train_photos, _test_photos = split(photos())
         self.pool = crops(train_photos, pool, size, np.random.default_rng(seed))
-        self.description = f"{PROCEDURAL}:{','.join(self.edits)}@{size}px,strength>={min_strength},pool={pool},seed={seed}"
+        self.description = (f"{PROCEDURAL}:{','.join(self.edits)}@{size}px,strength>={min_strength},"
+                            f"pool={pool},seed={seed}")
 
     def quad(self, rng: np.random.Generator) -> Quad:
         edit = EDITS[self.edits[int(rng.integers(len(self.edits)))]]
@@ -110,7 +111,8 @@ def magicbrush_pairs(root: Path) -> list[PairFile]:
     for image_id, turns in sessions.items():
         for turn in turns:
             try:
-                files.append(PairFile(root / "images" / image_id / turn["input"], root / "images" / image_id / turn["output"]))
+                folder = root / "images" / image_id
+                files.append(PairFile(folder / turn["input"], folder / turn["output"]))
             except (KeyError, TypeError):
                 raise AnalogizeError(f"{sessions_file}: turn of image {image_id} lacks 'input'/'output'; "
                                      "use MagicBrush's own edit_sessions.json") from None
@@ -120,15 +122,19 @@ def magicbrush_pairs(root: Path) -> list[PairFile]:
 def manifest_pairs(manifest: Path) -> list[PairFile]:
     text = _read_text(manifest)
     try:
-        records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as error:
-        raise AnalogizeError(f"{manifest}: line {error.lineno} is not valid JSON; write one JSON record per line") from None
+        if text.lstrip().startswith("["):
+            records = json.loads(text)
+        else:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError:
+        raise AnalogizeError(f"{manifest}: is not valid JSON lines; write one JSON record per line") from None
     files = []
     for number, record in enumerate(records, start=1):
         keys = next((pair for pair in MANIFEST_KEYS if isinstance(record, dict) and set(pair) <= set(record)), None)
         if keys is None:
             names = " or ".join("/".join(pair) for pair in MANIFEST_KEYS)
-            raise AnalogizeError(f"{manifest}: record {number} names no {names}; give each record a source and a target image")
+            raise AnalogizeError(f"{manifest}: record {number} names no {names}; "
+                                 "give each record a source and a target image")
         files.append(PairFile(manifest.parent / record[keys[0]], manifest.parent / record[keys[1]]))
     return _existing(files, manifest)
 
@@ -136,7 +142,8 @@ def manifest_pairs(manifest: Path) -> list[PairFile]:
 def _existing(files: list[PairFile], listed_in: Path) -> list[PairFile]:
     missing = next((path for pair in files for path in (pair.before, pair.after) if not path.is_file()), None)
     if missing is not None:
-        raise AnalogizeError(f"{listed_in}: lists {missing}, which does not exist; fix the path or the dataset folder")
+        raise AnalogizeError(f"{listed_in}: lists {missing}, which does not exist; "
+                             "fix the path or the dataset folder")
     return files
 
 
@@ -154,7 +161,8 @@ def _read_json(path: Path, what: str):
         raise AnalogizeError(f"{path}: is not valid JSON; expected {what}") from None
 
 
-def quad_source(data: str, size: int, *, train_edits: Sequence[str], crop_pool: int = 512, seed: int = 0) -> QuadSource:
+def quad_source(data: str, size: int, *, train_edits: Sequence[str], crop_pool: int = 512,
+                seed: int = 0) -> QuadSource:
     """The quad source `data` names: "procedural", "magicbrush:DIR", "seed:FILE" or a pairs folder."""
     if data == PROCEDURAL:
         return ProceduralQuads(train_edits, size, pool=crop_pool, seed=seed)

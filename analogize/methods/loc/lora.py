@@ -49,7 +49,8 @@ def find_targets(denoiser: nn.Module, suffixes: tuple[str, ...]) -> list[LoraTar
 def generated_lora(denoiser: nn.Module, factors: Factors, *, sign: float = 1.0, scale: float = 1.0) -> Iterator[None]:
     """Within the block, every layer named in `factors` outputs base(x) + sign·scale·(x·downᵀ)·upᵀ."""
     layers = dict(denoiser.named_modules())
-    handles = [layers[name].register_forward_hook(_adder(down, up, sign * scale)) for name, (down, up) in factors.items()]
+    handles = [layers[name].register_forward_hook(_adder(down, up, sign * scale))
+               for name, (down, up) in factors.items()]
     try:
         yield
     finally:
@@ -74,5 +75,6 @@ def mean_lora(factors: list[Factors]) -> Factors:
     `down` stacks the down_i (rank n·r) and whose `up` places the up_i/n side by side. A mean of
     the factors themselves would not do: (Σ up_i)(Σ down_i) has cross terms up_i·down_j."""
     count = len(factors)
-    return {name: (torch.cat([f[name][0] for f in factors], dim=1), torch.cat([f[name][1] / count for f in factors], dim=2))
+    return {name: (torch.cat([lora[name][0] for lora in factors], dim=1),  # downs stacked: (N, n·r, in)
+                   torch.cat([lora[name][1] / count for lora in factors], dim=2))  # ups side by side: (N, out, n·r)
             for name in factors[0]}

@@ -129,9 +129,12 @@ def train_base_model(config: LocConfig, source: QuadSource, folder: Path, *, res
     """Train a small InstructPix2Pix pipeline and save it to folder/base (kept if already there)."""
     from ...tiny_backbones import IP2P_SIZES, build_ip2p_pipeline
 
+    import transformers
+
     target = folder / BASE_FOLDER
     if (target / "model_index.json").is_file():
         return target
+    transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bar; ours shows training
     if config.base_size not in IP2P_SIZES:
         raise AnalogizeError(f"loc: base_size {config.base_size!r} is unknown; choose one of {', '.join(IP2P_SIZES)}")
     pipeline = build_ip2p_pipeline(IP2P_SIZES[config.base_size], config.seed)
@@ -139,7 +142,8 @@ def train_base_model(config: LocConfig, source: QuadSource, folder: Path, *, res
     backbone = Backbone(pipeline.to(device), "ip2p", pipeline.scheduler.config.prediction_type, device,
                         torch.float32, config.resolution)
     pipeline.text_encoder.requires_grad_(False)
-    stages = ((AutoencoderTask, config.autoencoder_steps, "run-autoencoder"), (DenoiserTask, config.denoiser_steps, "run-denoiser"))
+    stages = ((AutoencoderTask, config.autoencoder_steps, "run-autoencoder"),
+              (DenoiserTask, config.denoiser_steps, "run-denoiser"))
     for task_class, steps, run_name in stages:
         task = task_class(backbone, source, config)
         settings = LoopSettings(steps=steps, seed=config.seed, checkpoint_every=config.checkpoint_every,
@@ -211,7 +215,8 @@ class ReverseTask:
         latents = {name: backbone.encode(batch[name]) for name in ("query", "target")}
         scale = backbone.pipeline.vae.config.scaling_factor
         terms = []
-        for sign, clean, condition in ((1.0, latents["target"], latents["query"]), (-1.0, latents["query"], latents["target"])):
+        for sign, clean, condition in ((1.0, latents["target"], latents["query"]),  # B -> B′ with +Δ
+                                       (-1.0, latents["query"], latents["target"])):  # B′ -> B with −Δ
             noised = level.signal * clean + level.noise * noise
             with generated_lora(backbone.denoiser, factors, sign=sign, scale=lora_scale(self.config)):
                 output = backbone.predict(noised, level, self.condition, image_latent=condition / scale)
@@ -239,6 +244,9 @@ def train_loc(config: LocConfig, folder: Path, *, resume: bool = False, progress
     held_out = [name for name in config.hold_out if name not in EDITS]
     if held_out:
         raise AnalogizeError(f"--hold-out: {', '.join(held_out)} are not benchmark edits; choose from {', '.join(EDITS)}")
+    if not config.base_model and not config.base_size:
+        raise AnalogizeError("train-loc: this preset builds on a real InstructPix2Pix; give --base-model DIR (a "
+                             "download of timbrooks/instruct-pix2pix), or use the tiny or cpu preset, which train their own")
     train_edits = [name for name in EDITS if name not in config.hold_out]
     source = quad_source(config.data, config.resolution, train_edits=train_edits, crop_pool=config.crop_pool,
                          seed=config.seed)
@@ -273,8 +281,8 @@ def load_hypernetwork(folder: Path, overrides: dict[str, Any]) -> tuple[LocConfi
 
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
-        raise AnalogizeError(f"{folder}: no trained LoRA of Change hypernetwork ({CONFIG_FILE} and {WEIGHTS_FILE}); "
-                             f"train one with `analogize train-loc --preset cpu -o {folder}`")
+        raise AnalogizeError(f"{folder}: no trained LoRA of Change hypernetwork ({CONFIG_FILE} and "
+                             f"{WEIGHTS_FILE}); train one with `analogize train-loc --preset cpu -o {folder}`")
     values = json.loads((folder / CONFIG_FILE).read_text())
     if values.get("base_model") and (folder / values["base_model"]).exists():
         values["base_model"] = str((folder / values["base_model"]).resolve())
