@@ -38,6 +38,7 @@ from torch import nn
 from ...atomic import write_text_atomic
 from ...backbones import Backbone, Level, load_backbone
 from ...bench.edits import EDITS
+from ...distributed import process_state
 from ...errors import AnalogizeError
 from ...training import LoopSettings, run_training
 from .config import LocConfig
@@ -47,6 +48,8 @@ from .lora import find_targets, generated_lora
 
 CONFIG_FILE, WEIGHTS_FILE, BASE_FOLDER = "loc.json", "hypernetwork.safetensors", "base"
 IDENTITY_PROBABILITY = 0.5
+"""How often the small base model learns to return the query itself: with the empty prompt a real
+InstructPix2Pix stays close to its input, and the LoRA should bring the change."""
 
 
 def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
@@ -152,7 +155,10 @@ def train_base_model(config: LocConfig, source: QuadSource, folder: Path, *, res
         next(iter(task.modules.values())).requires_grad_(False)
         if task_class is AutoencoderTask:
             calibrate_latent_scale(backbone, source, config)
-    pipeline.save_pretrained(target, safe_serialization=True)
+    state = process_state()
+    if state.is_main_process:  # every process trained the same weights; one writes them
+        pipeline.save_pretrained(target, safe_serialization=True)
+    state.wait_for_everyone()
     return target
 
 
@@ -260,7 +266,8 @@ def train_loc(config: LocConfig, folder: Path, *, resume: bool = False, progress
     result = run_training(task, config.loop_settings(ema_module="hypernetwork", progress=progress),
                           run_dir=folder / "run", resume=resume)
     trained = result.ema.get("hypernetwork", task.modules["hypernetwork"])
-    save_hypernetwork(trained, config, folder)
+    if process_state().is_main_process:
+        save_hypernetwork(trained, config, folder)
     return folder
 
 
