@@ -80,9 +80,25 @@ def test_the_generated_lora_has_one_factor_pair_per_target_layer(setup):
                 and name.rsplit(".", 2)[-2:] in (["attn1", "to_q"], ["attn1", "to_k"], ["attn1", "to_v"])
                 or name.endswith("attn1.to_out.0")]
     assert sorted(factors) == sorted(expected) and len(expected) == 16  # 4 attention blocks × 4 projections
-    for name, (down, up) in factors.items():
+    for name, (down, up) in factors.items():  # antisymmetric: two rank-r halves
+        assert down.shape == (3, 2 * config.rank, layers[name].in_features)
+        assert up.shape == (3, layers[name].out_features, 2 * config.rank)
+    plain = build_hypernetwork(dataclasses.replace(config, antisymmetric=False), backbone.denoiser)
+    for name, (down, up) in plain(images(3), images(3, seed=1)).items():
         assert down.shape == (3, config.rank, layers[name].in_features)
         assert up.shape == (3, layers[name].out_features, config.rank)
+
+
+def test_the_reversed_pair_gives_the_negated_update_and_no_change_gives_none(setup):
+    _, _, hypernetwork = setup
+    before, after = images(2), images(2, seed=1)
+    update = lambda factors: {name: up @ down for name, (down, up) in factors.items()}  # noqa: E731  (N, out, in)
+    forward, backward, still = (update(hypernetwork(*images_)) for images_ in
+                                ((before, after), (after, before), (before, before)))
+    for name, delta in forward.items():
+        assert delta.abs().max() > 1e-4
+        torch.testing.assert_close(backward[name], -delta)
+        torch.testing.assert_close(still[name], torch.zeros_like(delta))
 
 
 def test_a_fresh_hypernetwork_changes_nothing(ip2p):
@@ -185,8 +201,8 @@ def test_learn_is_one_forward_and_the_edit_file_round_trips(trained, tmp_path):
     assert isinstance(loaded, LocEdit) and loaded.config == edit.config
     assert set(loaded.state_dict()) == set(edit.state_dict())
     assert all(torch.equal(loaded.state_dict()[key], value) for key, value in edit.state_dict().items())
-    # Two pairs: rank 2 × 2 stacked.
-    assert all(value.shape[0] == 4 for key, value in edit.state_dict().items() if key.endswith("lora_A.weight"))
+    # Two pairs, each antisymmetric (2 × rank 2), stacked.
+    assert all(value.shape[0] == 8 for key, value in edit.state_dict().items() if key.endswith("lora_A.weight"))
     photo = random_image(40, 24, seed=5)
     result = loaded.apply(photo, seed=3)
     assert result.shape == photo.shape and result.dtype == np.float32

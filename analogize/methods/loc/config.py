@@ -48,6 +48,9 @@ class LocConfig(TrainableConfig, BackboneConfig):
     decoder_depth: int = 6
     """The paper's M = 6 decoder blocks."""
     heads: int = 12
+    antisymmetric: bool = True
+    """Δ(A, A′) = ½·(G(A, A′) − G(A′, A)), a LoRA of rank 2·rank, so that Δ(A′, A) = −Δ(A, A′)
+    exactly (hypernetwork.py says why; False = the paper's plain H)."""
 
     # --- training (`analogize train-loc`) -----------------------------------------------------------
     data: str = "procedural"

@@ -11,6 +11,14 @@ half of two. (The paper's encoder is a ViT over both images; how they are combin
 Each target Linear layer of the denoiser (lora.py) has two factors, `down` (r × in) and
 `up` (out × r), and each factor its own query and head. Up-heads start at zero, so a new
 hypernetwork's LoRA changes nothing and training starts from the frozen model's own behaviour.
+
+Antisymmetric (our addition, on by default): the LoRA is Δ(A, A′) = ½·(G(A, A′) − G(A′, A)), G the
+network above, written as one LoRA of rank 2r (the two downs stacked, the ups side by side, the
+second negated). LoRA Reverse and the random exchange train −Δ to undo the edit, that is
+Δ(A′, A) ≈ −Δ(A, A′); here it holds exactly, and a pair without a change gives Δ = 0. Without it,
+our cpu-preset H learned a LoRA that ignored the pair (a constant update that helped the small
+base model denoise whatever the edit, H(A, A′) = H(A, A) to four digits of the loss): the
+constant is the easy way down the loss, and the antisymmetric form has none.
 """
 
 from __future__ import annotations
@@ -117,8 +125,9 @@ class LoraHypernetwork(nn.Module):
     Images are (N, 3, S, S) in [-1, 1]."""
 
     def __init__(self, targets: list[LoraTarget], *, rank: int, image_size: int, patch_size: int, width: int,
-                 encoder_depth: int, decoder_depth: int, heads: int):
+                 encoder_depth: int, decoder_depth: int, heads: int, antisymmetric: bool = True):
         super().__init__()
+        self.antisymmetric = antisymmetric
         self.encoder = ChangeEncoder(image_size, patch_size, width, encoder_depth, heads)
         self.decoder = LoraDecoder(targets, rank, width, decoder_depth, heads)
         self.initialize_weights()
@@ -142,4 +151,10 @@ class LoraHypernetwork(nn.Module):
             nn.init.zeros_(head.weight)  # biases are zero already: ΔW = 0 at the start
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> Factors:
-        return self.decoder(self.encoder(before, after))
+        """(N, 3, S, S) twice -> per target (down (N, r', in), up (N, out, r')); r' = 2r when antisymmetric."""
+        if not self.antisymmetric:
+            return self.decoder(self.encoder(before, after))
+        n = before.shape[0]
+        both = self.decoder(self.encoder(torch.cat([before, after]), torch.cat([after, before])))  # G(A, A′), G(A′, A)
+        return {name: (torch.cat([down[:n], down[n:]], dim=1), torch.cat([up[:n], -up[n:]], dim=2) / 2)
+                for name, (down, up) in both.items()}

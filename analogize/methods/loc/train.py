@@ -183,7 +183,7 @@ def build_hypernetwork(config: LocConfig, denoiser: nn.Module) -> LoraHypernetwo
         raise AnalogizeError(f"{config.base_model}: {error}; change the targets setting") from None
     return LoraHypernetwork(targets, rank=config.rank, image_size=config.image_size, patch_size=config.patch_size,
                             width=config.width, encoder_depth=config.encoder_depth, decoder_depth=config.decoder_depth,
-                            heads=config.heads)
+                            heads=config.heads, antisymmetric=config.antisymmetric)
 
 
 def lora_scale(config: LocConfig) -> float:
