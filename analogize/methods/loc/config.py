@@ -97,7 +97,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  image_size=32, patch_size=8, width=32, encoder_depth=1, heads=2, sample_steps=4,
                  learning_rate=1e-3, checkpoint_every=0),
     # Everything trained here, on this CPU, in minutes: a small base model, then the hypernetwork.
-    "cpu": dict(resolution=32, base_size="small", autoencoder_steps=300, denoiser_steps=2500, steps=2500,
+    "cpu": dict(resolution=32, base_size="small", autoencoder_steps=2000, denoiser_steps=2500, steps=2000,
                 batch_size=8, rank=4, alpha=4.0, image_size=32, patch_size=4, width=128, encoder_depth=4,
                 heads=4, learning_rate=3e-4, sample_steps=20, checkpoint_every=500),
     # A real InstructPix2Pix (timbrooks/instruct-pix2pix, downloaded: --base-model DIR) on one GPU.
