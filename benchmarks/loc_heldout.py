@@ -94,7 +94,8 @@ def main() -> None:
     print(f"loc learn (load + one forward), median of 5: {statistics.median(learns):.3f} s; "
           f"the forward alone, median of 20: {forward * 1000:.1f} ms")
     print(f"fewshot cpu preset: {per_step:.3f} s/step over {args.fewshot_steps} steps (setup included) -> "
-          f"{per_step * full.steps:.0f} s for its {full.steps} steps, {per_step * full.steps / forward:.0f}x loc's forward")
+          f"{per_step * full.steps:.0f} s for its {full.steps} steps, "
+          f"{per_step * full.steps / forward:.0f}x loc's forward")
 
 
 if __name__ == "__main__":

@@ -160,7 +160,8 @@ def test_one_training_step_changes_the_hypernetwork_only(setup):
     before = {name: value.clone() for name, value in hypernetwork.state_dict().items()}
     task = ReverseTask(config, backbone, hypernetwork, FixedQuads(config.resolution))
     run_training(task, LoopSettings(steps=1, progress=False))
-    changed = [name for name, value in task.modules["hypernetwork"].state_dict().items() if not torch.equal(value, before[name])]
+    changed = [name for name, value in task.modules["hypernetwork"].state_dict().items()
+               if not torch.equal(value, before[name])]
     assert any(name.startswith("encoder.") for name in changed) and any(".up_heads." in name for name in changed)
     for key, value in frozen.items():
         part, name = key.split(".", 1)
@@ -288,11 +289,13 @@ def test_pairs_folders_magicbrush_and_manifests_become_reverse_quads(tmp_path, w
     write_image(before, brush / "images" / "242679" / "242679-input.png")
     write_image(after, brush / "images" / "242679" / "242679-output1.png")
     (brush / "edit_sessions.json").write_text(json.dumps({"242679": [
-        {"input": "242679-input.png", "mask": "242679-mask1.png", "output": "242679-output1.png", "instruction": "x"}]}))
+        {"input": "242679-input.png", "mask": "242679-mask1.png", "output": "242679-output1.png",
+         "instruction": "x"}]}))
     manifest = tmp_path / "seed" / "part.jsonl"
     write_image(before, tmp_path / "seed" / "src" / "1.png")
     write_image(after, tmp_path / "seed" / "tgt" / "1.png")
-    manifest.write_text(json.dumps({"source_image": "src/1.png", "target_image": "tgt/1.png", "instruction": "x"}) + "\n")
+    record = {"source_image": "src/1.png", "target_image": "tgt/1.png", "instruction": "x"}
+    manifest.write_text(json.dumps(record) + "\n")
     for spec in (str(folder), f"magicbrush:{brush}", f"seed:{manifest}"):
         quad = quad_source(spec, 16, train_edits=[]).quad(np.random.default_rng(0))
         assert all(image.shape == (16, 16, 3) for image in quad)
@@ -337,6 +340,7 @@ def test_an_ip2p_backbone_needs_the_query_latent(ip2p):
     assert backbone.family == "ip2p" and backbone.prediction == "epsilon"
     photo = random_image(32, 32)
     query = backbone.query_latent(photo, 32, 32)
-    torch.testing.assert_close(query * backbone.pipeline.vae.config.scaling_factor, backbone.encode_image(photo, 32, 32))
+    scaled = query * backbone.pipeline.vae.config.scaling_factor
+    torch.testing.assert_close(scaled, backbone.encode_image(photo, 32, 32))
     with pytest.raises(ValueError):
         backbone.predict(torch.randn_like(query), backbone.levels(4)[0], backbone.condition(""))

@@ -33,12 +33,13 @@ def export_loras(edit: Edit, folder: Path) -> list[Path]:
         tensors = {key: value.detach().float().cpu().contiguous() for key, value in tensors.items()}
         # FLUX's transformer blocks sit at the top of its module tree; SD's UNet has down/mid/up blocks.
         flux = any(key.startswith(("transformer_blocks.", "single_transformer_blocks.")) for key in tensors)
+        weight_name = f"{stem}.safetensors"
         if flux:
-            FluxPipeline.save_lora_weights(folder, transformer_lora_layers=tensors, weight_name=f"{stem}.safetensors")
+            FluxPipeline.save_lora_weights(folder, transformer_lora_layers=tensors, weight_name=weight_name)
         else:
-            StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=tensors, weight_name=f"{stem}.safetensors")
+            StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=tensors, weight_name=weight_name)
         prefix = "transformer." if flux else "unet."
         kohya = convert_state_dict_to_kohya({prefix + key: value for key, value in tensors.items()})
         save_file({key: value.contiguous() for key, value in kohya.items()}, folder / f"{stem}_kohya.safetensors")
-        written += [folder / f"{stem}.safetensors", folder / f"{stem}_kohya.safetensors"]
+        written += [folder / weight_name, folder / f"{stem}_kohya.safetensors"]
     return written

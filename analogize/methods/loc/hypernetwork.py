@@ -2,7 +2,8 @@
 
     A, A′ ──concat──► (N, 6, S, S) ──ChangeEncoder (ViT)──► image tokens (N, T, D)
     one learned query per LoRA factor (Q, D) ──LoraDecoder (6 blocks: self-attn, cross-attn to
-        the image tokens, MLP)──► (N, Q, D) ──one linear head per factor──► down (N, r, in), up (N, out, r)
+        the image tokens, MLP)──► (N, Q, D) ──one linear head per factor──► down (N, r, in),
+                                                                             up (N, out, r)
 
 The encoder embeds patches of A and A′ stacked as six channels, so every token sees the before
 and the after of the same place: the change is what it can describe, and one token stream costs
@@ -155,6 +156,7 @@ class LoraHypernetwork(nn.Module):
         if not self.antisymmetric:
             return self.decoder(self.encoder(before, after))
         n = before.shape[0]
-        both = self.decoder(self.encoder(torch.cat([before, after]), torch.cat([after, before])))  # G(A, A′), G(A′, A)
+        # One batch of 2N: G(A, A′) for the first N, G(A′, A) for the rest.
+        both = self.decoder(self.encoder(torch.cat([before, after]), torch.cat([after, before])))
         return {name: (torch.cat([down[:n], down[n:]], dim=1), torch.cat([up[:n], -up[n:]], dim=2) / 2)
                 for name, (down, up) in both.items()}

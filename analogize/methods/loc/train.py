@@ -249,10 +249,12 @@ def train_loc(config: LocConfig, folder: Path, *, resume: bool = False, progress
     folder = Path(folder)
     held_out = [name for name in config.hold_out if name not in EDITS]
     if held_out:
-        raise AnalogizeError(f"--hold-out: {', '.join(held_out)} are not benchmark edits; choose from {', '.join(EDITS)}")
+        raise AnalogizeError(f"--hold-out: {', '.join(held_out)} are not benchmark edits; "
+                             f"choose from {', '.join(EDITS)}")
     if not config.base_model and not config.base_size:
         raise AnalogizeError("train-loc: this preset builds on a real InstructPix2Pix; give --base-model DIR (a "
-                             "download of timbrooks/instruct-pix2pix), or use the tiny or cpu preset, which train their own")
+                             "download of timbrooks/instruct-pix2pix), or use the tiny or cpu preset, "
+                             "which train their own")
     train_edits = [name for name in EDITS if name not in config.hold_out]
     source = quad_source(config.data, config.resolution, train_edits=train_edits, crop_pool=config.crop_pool,
                          seed=config.seed)
