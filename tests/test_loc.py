@@ -16,7 +16,7 @@ from analogize.cli import main
 from analogize.editfile import load_edit, save_edit
 from analogize.errors import AnalogizeError
 from analogize.methods import get_method
-from analogize.methods.loc import LocEdit, generate_lora, train_loc
+from analogize.methods.loc import LocEdit, generate_lora, sample, train_loc
 from analogize.methods.loc.data import PairQuads, folder_pairs, magicbrush_pairs, manifest_pairs, quad_source
 from analogize.methods.loc.lora import generated_lora, mean_lora
 from analogize.methods.loc.train import ReverseTask, build_hypernetwork, load_hypernetwork
@@ -208,6 +208,22 @@ def test_learn_is_one_forward_and_the_edit_file_round_trips(trained, tmp_path):
     result = loaded.apply(photo, seed=3)
     assert result.shape == photo.shape and result.dtype == np.float32
     np.testing.assert_array_equal(result, edit.apply(photo, seed=3))
+
+
+def test_a_partial_start_begins_from_the_photo(ip2p):
+    """start_strength 0.25 of 4 steps: one denoising step, from the photo's latent at the last level."""
+    config, backbone = ip2p
+    query = backbone.query_latent(random_image(32, 32), 32, 32)
+    partial = dataclasses.replace(config, start_strength=0.25)
+    latent = sample(backbone, query, {}, partial, seed=0)
+    level = backbone.levels(config.sample_steps)[-1]
+    noised = level.signal * query * backbone.pipeline.vae.config.scaling_factor + level.noise * torch.randn(
+        query.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        output = backbone.predict(noised, level, backbone.condition(""), image_latent=query)
+    torch.testing.assert_close(latent, backbone.estimates(noised, output, level)[0])
+    with pytest.raises(AnalogizeError):
+        dataclasses.replace(config, start_strength=0.1)  # 0.1 × 4 steps rounds to none
 
 
 def test_train_learn_apply_and_export_from_the_command_line(trained, tmp_path, capsys):

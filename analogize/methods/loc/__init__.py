@@ -58,11 +58,16 @@ def generate_lora(hypernetwork: LoraHypernetwork, pairs: PairSet, config: LocCon
 
 @torch.no_grad()
 def sample(backbone: Backbone, query: torch.Tensor, factors: Factors, config: LocConfig, seed: int) -> torch.Tensor:
-    """DDIM from noise to the edited latent, the query's latent beside the noised one, the LoRA on.
+    """DDIM to the edited latent, the query's latent beside the noised one, the LoRA on: from noise,
+    or (start_strength < 1) from the query's own latent noised to the first level kept.
     With image_guidance g ≠ 1: ε(∅) + g·(ε(query) − ε(∅)), ∅ = a zero image latent (InstructPix2Pix's)."""
     condition, levels = backbone.condition(""), backbone.levels(config.sample_steps)
+    levels = levels[len(levels) - round(config.start_strength * len(levels)):]
     generator = torch.Generator().manual_seed(seed)
     latent = torch.randn(query.shape, generator=generator).to(backbone.device)
+    if config.start_strength < 1.0:
+        clean = query * backbone.pipeline.vae.config.scaling_factor  # the query latent is kept unscaled
+        latent = levels[0].signal * clean + levels[0].noise * latent
     with generated_lora(backbone.denoiser, factors):
         for index, level in enumerate(levels):
             output = backbone.predict(latent, level, condition, image_latent=query)
