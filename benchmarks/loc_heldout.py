@@ -7,7 +7,9 @@
    wall-clock time.
 2. For every benchmark edit (held-out ones marked), learns from --shots exemplar pairs cut from
    the training photos and scores on --test-images crops of the test photos, against the exact
-   answer: loc, identity and colormap from the same exemplars, at the preset's 32 px.
+   answer: loc, identity and colormap from the same exemplars, at the preset's 32 px; and
+   "loc Δ=0", the same sampler with the LoRA zeroed (the frozen base model alone), which shows
+   what the generated LoRA adds.
 3. Times loc's `learn` (loading the hypernetwork and base model, then one forward) and the
    forward alone (median of 20), against fewshot's training on the same pairs: fewshot's cpu
    preset run for --fewshot-steps steps in this process, and its full-preset time extrapolated.
@@ -30,7 +32,7 @@ from analogize.bench.corpus import crops, photos, split  # noqa: E402
 from analogize.bench.edits import EDITS, make_pairs  # noqa: E402
 from analogize.evaluation import evaluate_edit  # noqa: E402
 from analogize.methods import get_method  # noqa: E402
-from analogize.methods.loc import generate_lora, train_loc  # noqa: E402
+from analogize.methods.loc import LocEdit, generate_lora, train_loc  # noqa: E402
 from analogize.methods.loc.train import CONFIG_FILE, load_hypernetwork  # noqa: E402
 
 
@@ -61,10 +63,14 @@ def main() -> None:
     for name in EDITS:
         held_out = name in config.hold_out
         shots, test = make_pairs(name, exemplars), make_pairs(name, tests)
-        for method, method_config in (("loc", learn_config), ("identity", None), ("colormap", None)):
-            chosen = get_method(method)
+        for method, method_config in (("loc", learn_config), ("loc Δ=0", None), ("identity", None), ("colormap", None)):
             started = time.perf_counter()
-            edit = chosen.learn(shots, method_config or chosen.make_config(seed=args.seed), progress=False)
+            if method == "loc Δ=0":
+                edit = LocEdit(edit.config, {key: value * 0 if key.endswith(".lora_B.weight") else value
+                                             for key, value in edit.lora.items()}, edit.backbone)
+            else:
+                chosen = get_method(method)
+                edit = chosen.learn(shots, method_config or chosen.make_config(seed=args.seed), progress=False)
             seconds = time.perf_counter() - started
             mean = evaluate_edit(edit, test, seed=args.seed).mean
             print(f"| {name} | {'yes' if held_out else 'no'} | {method} | {mean['psnr']:.2f} | {mean['ssim']:.3f} "
