@@ -178,6 +178,17 @@ def test_random_exchange_reverses_the_whole_quad(setup):
         assert torch.equal(reversed_[name], plain[partner])
 
 
+def test_with_the_antisymmetric_hypernetwork_the_exchange_changes_no_loss(setup):
+    config, backbone, hypernetwork = setup
+    source = FixedQuads(config.resolution)
+    plain = ReverseTask(dataclasses.replace(config, exchange_probability=0.0), backbone, hypernetwork, source)
+    swapped = ReverseTask(dataclasses.replace(config, exchange_probability=1.0), backbone, hypernetwork, source)
+    with torch.no_grad():
+        edit, undo = plain.reverse_loss(plain.batch(np.random.default_rng(0)), hypernetwork)
+        edit_reversed, undo_reversed = swapped.reverse_loss(swapped.batch(np.random.default_rng(0)), hypernetwork)
+    torch.testing.assert_close((edit_reversed, undo_reversed), (undo, edit))  # the two terms trade places
+
+
 def test_several_pairs_give_the_exact_mean_of_their_updates():
     generator = torch.Generator().manual_seed(0)
     loras = [{"layer": (torch.randn(1, 2, 5, generator=generator), torch.randn(1, 3, 2, generator=generator))}
@@ -334,6 +345,9 @@ def test_bad_datasets_are_named_with_the_fix(tmp_path):
     with pytest.raises(AnalogizeError) as error:
         magicbrush_pairs(tmp_path)
     assert_clear_error(error.value, tmp_path / "edit_sessions.json", "cannot be read")
+    with pytest.raises(AnalogizeError) as error:
+        quad_source(str(tmp_path / "missing"), 16, train_edits=[])
+    assert_clear_error(error.value, tmp_path / "missing", "magicbrush:DIR")
     with pytest.raises(AnalogizeError) as error:
         PairQuads([], 16, "empty")
     assert_clear_error(error.value, "empty", "no pairs")

@@ -64,7 +64,8 @@ class LocConfig(TrainableConfig, BackboneConfig):
     """Quads per step and process."""
     learning_rate: float = 1e-4
     exchange_probability: float = 0.5
-    """Chance of training on the reversed instruction ⟨A′, A⟩ (with B and B′ swapped too)."""
+    """Chance of training on the reversed instruction ⟨A′, A⟩ (with B and B′ swapped too). With the
+    antisymmetric hypernetwork the reversed quad gives the same loss, so this matters only without it."""
     checkpoint_every: int = 1000
 
     # --- sampling -------------------------------------------------------------------------------------

@@ -171,4 +171,7 @@ def quad_source(data: str, size: int, *, train_edits: Sequence[str], crop_pool: 
         return PairQuads(magicbrush_pairs(Path(path)), size, data)
     if kind == "seed":
         return PairQuads(manifest_pairs(Path(path)), size, data)
+    if not Path(data).is_dir():
+        raise AnalogizeError(f"{data}: no such folder; give --data procedural, a folder of pairs (before/ and "
+                             "after/), magicbrush:DIR or seed:MANIFEST")
     return PairQuads(folder_pairs(Path(data)), size, data)
