@@ -10,7 +10,10 @@
    answer: loc, identity and colormap from the same exemplars, at the preset's 32 px; and
    "loc Δ=0", the same sampler with the LoRA zeroed (the frozen base model alone), which shows
    what the generated LoRA adds.
-3. Times loc's `learn` (loading the hypernetwork and base model, then one forward) and the
+3. The training loss itself, LoRA Reverse's two terms summed, with the generated LoRA and with
+   it zeroed: 8 fixed batches of 16 quads (crops of the training photos) for the training edits
+   together and for each held-out edit.
+4. Times loc's `learn` (loading the hypernetwork and base model, then one forward) and the
    forward alone (median of 20), against fewshot's training on the same pairs: fewshot's cpu
    preset run for --fewshot-steps steps in this process, and its full-preset time extrapolated.
 """
@@ -18,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -27,13 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from analogize.bench.corpus import crops, photos, split  # noqa: E402
 from analogize.bench.edits import EDITS, make_pairs  # noqa: E402
 from analogize.evaluation import evaluate_edit  # noqa: E402
 from analogize.methods import get_method  # noqa: E402
 from analogize.methods.loc import LocEdit, generate_lora, train_loc  # noqa: E402
-from analogize.methods.loc.train import CONFIG_FILE, load_hypernetwork  # noqa: E402
+from analogize.methods.loc.data import quad_source  # noqa: E402
+from analogize.methods.loc.train import CONFIG_FILE, ReverseTask, load_hypernetwork  # noqa: E402
 
 
 def main() -> None:
@@ -79,8 +85,23 @@ def main() -> None:
     for key, values in means.items():
         print(f"mean PSNR, {key} edits: {np.mean(values):.2f} dB")
 
+    trained, hypernetwork, backbone = load_hypernetwork(args.hypernetwork, {})
+    zeroed = lambda before, after: {name: (down, 0 * up) for name, (down, up) in hypernetwork(before, after).items()}  # noqa: E731
+    train_edits = [name for name in EDITS if name not in config.hold_out]
+    for edits in [train_edits] + [[name] for name in config.hold_out]:
+        source = quad_source("procedural", size, train_edits=edits, crop_pool=64, seed=args.seed + 1)
+        task = ReverseTask(dataclasses.replace(trained, batch_size=16, exchange_probability=0.0), backbone,
+                           hypernetwork, source)
+        losses = {"H": [], "zeroed": []}
+        with torch.no_grad():
+            for index in range(8):
+                batch = task.batch(np.random.default_rng(index))
+                losses["H"].append(sum(task.reverse_loss(batch, hypernetwork)).item())
+                losses["zeroed"].append(sum(task.reverse_loss(batch, zeroed)).item())
+        print(f"reverse loss, {','.join(edits)}: with the LoRA {np.mean(losses['H']):.4f}, "
+              f"zeroed {np.mean(losses['zeroed']):.4f}", flush=True)
+
     shots = make_pairs("tone", exemplars)
-    trained, hypernetwork, _ = load_hypernetwork(args.hypernetwork, {})
     forwards = []
     for _ in range(20):
         started = time.perf_counter()
