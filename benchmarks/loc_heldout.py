@@ -69,7 +69,8 @@ def main() -> None:
     for name in EDITS:
         held_out = name in config.hold_out
         shots, test = make_pairs(name, exemplars), make_pairs(name, tests)
-        for method, method_config in (("loc", learn_config), ("loc Δ=0", None), ("identity", None), ("colormap", None)):
+        for method, method_config in (("loc", learn_config), ("loc Δ=0", None), ("identity", None),
+                                      ("colormap", None)):
             started = time.perf_counter()
             if method == "loc Δ=0":
                 edit = LocEdit(edit.config, {key: value * 0 if key.endswith(".lora_B.weight") else value
@@ -86,7 +87,9 @@ def main() -> None:
         print(f"mean PSNR, {key} edits: {np.mean(values):.2f} dB")
 
     trained, hypernetwork, backbone = load_hypernetwork(args.hypernetwork, {})
-    zeroed = lambda before, after: {name: (down, 0 * up) for name, (down, up) in hypernetwork(before, after).items()}  # noqa: E731
+    def zeroed(before: torch.Tensor, after: torch.Tensor) -> dict:
+        return {name: (down, 0 * up) for name, (down, up) in hypernetwork(before, after).items()}
+
     train_edits = [name for name in EDITS if name not in config.hold_out]
     for edits in [train_edits] + [[name] for name in config.hold_out]:
         source = quad_source("procedural", size, train_edits=edits, crop_pool=64, seed=args.seed + 1)
