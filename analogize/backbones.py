@@ -21,6 +21,9 @@ Every grid level says how a noised latent is made, x_t = signal·x_0 + noise·ε
 The Kandinsky 2.2 decoder has no text encoder: it is conditioned on a CLIP image embedding, which
 its prior pipeline (a second folder, `load_backbone(config, prior=...)`) draws for a prompt.
 
+InstructPix2Pix pipelines ("ip2p") are Stable Diffusion UNets that also see the query image:
+`predict(..., image_latent=backbone.query_latent(image, h, w))` puts its latent beside the noised one.
+
 Loading never touches the network (`local_files_only`): a hub id must already be in the local
 Hugging Face cache, or the base model a downloaded folder; otherwise one line says how to get it.
 Tiny random backbones for tests are in tiny_backbones.py.
@@ -54,8 +57,8 @@ class BackboneConfig:
 
     base_model: str = ""
     """A folder holding a diffusers pipeline (model_index.json), or a hub id already in the local
-    Hugging Face cache. FLUX.1, Stable Diffusion 1.x / 2.x / XL (base or refiner) and Kandinsky 2.2
-    decoder pipelines are supported."""
+    Hugging Face cache. FLUX.1, Stable Diffusion 1.x / 2.x / XL (base or refiner), InstructPix2Pix
+    and Kandinsky 2.2 decoder pipelines are supported."""
     dtype: str = "fp32"
     """Weights and activations: "fp32", "bf16" or "fp16" (fp16 on GPUs only)."""
     device: str = "auto"
@@ -88,7 +91,7 @@ class Level:
 class Backbone:
     pipeline: Any
     family: str
-    """"flux", "sd" (1.x / 2.x), "sdxl", "sdxl-refiner" or "kandinsky" (the 2.2 decoder)."""
+    """"flux", "sd" (1.x / 2.x), "sdxl", "sdxl-refiner", "ip2p" (InstructPix2Pix) or "kandinsky" (the 2.2 decoder)."""
     prediction: str
     """What the denoiser predicts: one of PREDICTIONS."""
     device: torch.device
@@ -152,6 +155,11 @@ class Backbone:
         pixels = torch.from_numpy(resize(image, (width, height)).transpose(2, 0, 1).copy())[None] * 2.0 - 1.0
         return self.encode(pixels).float()
 
+    def query_latent(self, image: np.ndarray, height: int, width: int) -> torch.Tensor:
+        """The query image as InstructPix2Pix concatenates it to the noised latent: the VAE's mean
+        without the latent scaling factor (the pipeline's `prepare_image_latents`)."""
+        return self.encode_image(image, height, width) / self.pipeline.vae.config.scaling_factor
+
     def decode_image(self, latent: torch.Tensor, height: int, width: int) -> np.ndarray:
         """A latent (1, c, h, w) -> float32 (height, width, 3) image in [0, 1]."""
         from .images import resize
@@ -202,6 +210,9 @@ class Backbone:
                                                                 do_classifier_free_guidance=False)
             return {"encoder_hidden_states": embeds, "text_embeds": pooled,
                     "time_ids": self._time_ids(embeds.dtype)}
+        if self.family == "ip2p":  # its pipeline has only the older, single-tensor prompt encoder
+            return {"encoder_hidden_states": self.pipeline._encode_prompt(prompt, self.device, 1,
+                                                                          do_classifier_free_guidance=False)}
         embeds, _ = self.pipeline.encode_prompt(prompt, self.device, 1, do_classifier_free_guidance=False)
         return {"encoder_hidden_states": embeds}
 
@@ -262,10 +273,13 @@ class Backbone:
         return self.resolution // self.vae_scale
 
     def predict(self, noised: torch.Tensor, level: Level, condition: dict[str, torch.Tensor],
-                network: torch.nn.Module | None = None) -> torch.Tensor:
+                network: torch.nn.Module | None = None, image_latent: torch.Tensor | None = None) -> torch.Tensor:
         """The denoiser's output for latents (N, c, h, w) at `level`, in its own parametrisation.
-        `network` is the denoiser as wrapped for training (distributed, mixed precision), if it is."""
+        `network` is the denoiser as wrapped for training (distributed, mixed precision), if it is;
+        `image_latent` (N, c, h, w) is the query image of an InstructPix2Pix model (`query_latent`)."""
         network = network or self.denoiser
+        if (image_latent is None) != (self.family != "ip2p"):
+            raise ValueError("an InstructPix2Pix denoiser needs image_latent, and only it takes one")
         n, channels, height, width = noised.shape
         noised = noised.to(self.dtype)
         expand = {name: value.expand(n, *value.shape[1:]) if value.dim() > 2 else value
@@ -284,6 +298,8 @@ class Backbone:
             return FluxPipeline._unpack_latents(output, height * self.vae_scale, width * self.vae_scale,
                                                 self.vae_scale).float()
         timestep = torch.full((n,), level.timestep, device=self.device)
+        if image_latent is not None:
+            noised = torch.cat([noised, image_latent.to(self.dtype)], dim=1)
         # Kandinsky's UNet has no text to attend to: it projects its image embedding itself.
         states = expand.pop("encoder_hidden_states", None)
         added = {name: value.expand(n, -1) for name, value in expand.items()} or None  # SDXL, Kandinsky
@@ -331,6 +347,7 @@ def load_backbone(config: BackboneConfig, prior: str = "") -> Backbone:
             KandinskyV22Img2ImgPipeline,
             KandinskyV22Pipeline,
             KandinskyV22PriorPipeline,
+            StableDiffusionInstructPix2PixPipeline,
             StableDiffusionPipeline,
             StableDiffusionXLImg2ImgPipeline,
             StableDiffusionXLPipeline,
@@ -354,6 +371,8 @@ def load_backbone(config: BackboneConfig, prior: str = "") -> Backbone:
         family = "flux"
     elif kind is StableDiffusionPipeline:
         family = "sd"
+    elif kind is StableDiffusionInstructPix2PixPipeline:
+        family = "ip2p"
     elif kind in (StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline):
         # The refiner's UNet takes an aesthetic score where the base takes the target size.
         family = "sdxl-refiner" if pipeline.config.get("requires_aesthetics_score") else "sdxl"
@@ -365,7 +384,8 @@ def load_backbone(config: BackboneConfig, prior: str = "") -> Backbone:
     else:
         raise AnalogizeError(f"{config.base_model}: a {kind.__name__}; supported are FluxPipeline (FLUX.1), "
                              "StableDiffusionPipeline (SD 1.x / 2.x), StableDiffusionXL(Img2Img)Pipeline (SDXL "
-                             "base, refiner) and KandinskyV22Pipeline (Kandinsky 2.2 decoder)")
+                             "base, refiner), StableDiffusionInstructPix2PixPipeline and KandinskyV22Pipeline "
+                             "(Kandinsky 2.2 decoder)")
     prediction = "flow" if family == "flux" else pipeline.scheduler.config.prediction_type
     if prediction not in PREDICTIONS:
         raise AnalogizeError(f"{config.base_model}: prediction type {prediction!r} is not supported")

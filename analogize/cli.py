@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "original's train_image.yaml); flags given here win")
     learn.add_argument("--base-model", help="pretrained diffusers pipeline (folder or cached hub id) for "
                                             "methods that build on one (pairedit)")
+    learn.add_argument("--hypernetwork", type=Path, help="loc: folder trained by `analogize train-loc`")
     add_training_options(learn.add_argument_group("training (trainable methods; defaults from the preset)"))
     learn.set_defaults(handler=run_learn)
 
@@ -168,6 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_options(train_pbe)
     train_pbe.set_defaults(handler=run_train_pbe)
 
+    train_loc = commands.add_parser("train-loc", parents=[common],
+                                    help="train LoRA of Change's hypernetwork (then `learn --method loc`)")
+    train_loc.add_argument("--data", default="procedural",
+                           help="procedural (the benchmark's edits), a pairs folder, magicbrush:DIR or seed:MANIFEST")
+    train_loc.add_argument("-o", "--output", type=Path, required=True, help="folder to write the hypernetwork into")
+    train_loc.add_argument("--preset", default="cpu", help="tiny, cpu (trains its own small base model), gpu, gpu-512")
+    train_loc.add_argument("--base-model", help="InstructPix2Pix diffusers folder (gpu presets; tiny/cpu train one)")
+    train_loc.add_argument("--hold-out", help="procedural edits kept out of training, comma-separated "
+                                              "(default tone,sketch,sharpen; '' = none)")
+    train_loc.add_argument("--steps", type=int, help="hypernetwork training steps")
+    train_loc.add_argument("--seed", type=int)
+    train_loc.add_argument("--checkpoint-every", type=int)
+    train_loc.add_argument("--resume", action="store_true", help="continue from the newest checkpoints in OUTPUT")
+    train_loc.set_defaults(handler=run_train_loc)
+
     export = commands.add_parser("export", help="write a LoRA edit's LoRAs for diffusers and kohya/ComfyUI")
     export.add_argument("edit", type=Path)
     export.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
@@ -217,7 +233,7 @@ def run_learn(args: argparse.Namespace) -> int:
 
     method = get_method(args.method)
     from_file = method.settings_from_file(read_settings_file(args.config), str(args.config)) if args.config else {}
-    flags = training_flags(args)
+    flags = {**training_flags(args), "hypernetwork": str(args.hypernetwork) if args.hypernetwork else None}
     config = method.make_config(args.preset, **{**from_file, **{k: v for k, v in flags.items() if v is not None}})
     pairs = PairSet.from_folder(args.pairs, resize_mismatched=args.resize_pairs, max_pixels=args.max_pixels)
     run_dir = args.output.with_name(args.output.name + ".run")
@@ -506,13 +522,26 @@ def run_train_pbe(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from .editfile import load_edit
-    from .methods.pairedit import PairEditEdit, export_loras
+    from .methods.lora_files import export_loras
 
     edit = load_edit(args.edit)
-    if not isinstance(edit, PairEditEdit):
-        raise AnalogizeError(f"{args.edit}: a {edit.method} edit has no LoRAs to export; export works on pairedit edits")
+    if not edit.loras():
+        raise AnalogizeError(f"{args.edit}: a {edit.method} edit has no LoRAs to export; export works on pairedit and loc edits")
     for path in export_loras(edit, args.output):
         print(path)
+    return 0
+
+
+def run_train_loc(args: argparse.Namespace) -> int:
+    from .methods import get_method
+    from .methods.loc import train_loc
+
+    hold_out = None if args.hold_out is None else tuple(name for name in args.hold_out.split(",") if name)
+    config = get_method("loc").make_config(args.preset, data=args.data, base_model=args.base_model, hold_out=hold_out,
+                                           steps=args.steps, seed=args.seed, checkpoint_every=args.checkpoint_every)
+    folder = train_loc(config, args.output, resume=args.resume, progress=args.progress)
+    print(f"trained a LoRA of Change hypernetwork -> {folder}; use it with "
+          f"`analogize learn PAIRS --method loc --hypernetwork {folder} -o EDIT`")
     return 0
 
 

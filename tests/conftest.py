@@ -11,7 +11,8 @@ plus `image` (one random image) and `pair_folder` (three pairs made with `warm_e
 plain functions `inverted_pairs(size, grid)`, `learn_interrupted_then_resumed(...)` and
 `assert_same_weights(a, b)` for training tests, and `free_port()` for servers; `tiny_backbones`
 (session-wide) maps every name of tiny_backbones.TINY_FAMILIES to a folder holding that tiny random
-diffusers pipeline.
+diffusers pipeline, and `tiny_hypernetwork` (session-wide) is a LoRA of Change hypernetwork folder
+trained with loc's tiny preset.
 
 Images are written with Pillow directly, not with analogize's own `save_image`, so a bug in the
 code under test cannot hide itself in the fixtures.
@@ -164,3 +165,12 @@ def tiny_backbones(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("backbones")
     return {family: write_tiny_backbone(family, root / family) for family in TINY_FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_hypernetwork(tmp_path_factory):
+    from analogize.methods import get_method
+    from analogize.methods.loc import train_loc
+
+    folder = tmp_path_factory.mktemp("loc") / "hypernetwork"
+    return train_loc(get_method("loc").make_config("tiny"), folder, progress=False)

@@ -152,21 +152,21 @@ def test_edit_with_tensors_round_trips(tmp_path, gain_edit_file, image):
     assert not np.allclose(loaded.apply(image), image)
 
 
-def quick_config(method: Method, base_model: Path) -> MethodConfig:
+def quick_config(method: Method, base_model: Path, hypernetwork: Path) -> MethodConfig:
     """The method's smallest preset, cut to two training steps where it trains, on a tiny
-    backbone where it needs one."""
+    backbone where it needs one (or a tiny trained hypernetwork: loc)."""
     preset = "tiny" if "tiny" in method.presets else None
     fields = {field.name for field in dataclasses.fields(method.config_class)}
-    overrides = {"steps": 2, "base_model": str(base_model)}
+    overrides = {"steps": 2, "base_model": str(base_model), "hypernetwork": str(hypernetwork)}
     return method.make_config(preset, **{key: value for key, value in overrides.items() if key in fields})
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_registered_method_round_trips_and_detects_tampering(
-    tmp_path, pair_folder, image, name, assert_clear_error, tiny_backbones
+    tmp_path, pair_folder, image, name, assert_clear_error, tiny_backbones, tiny_hypernetwork
 ):
     method = get_method(name)
-    edit = method.learn(PairSet.from_folder(pair_folder), quick_config(method, tiny_backbones["sd"]), progress=False)
+    edit = method.learn(PairSet.from_folder(pair_folder), quick_config(method, tiny_backbones["sd"], tiny_hypernetwork), progress=False)
     path = save_edit(edit, tmp_path / f"{name}.edit")
     loaded = load_edit(path)
     assert type(loaded) is type(edit) and loaded.config == edit.config
@@ -385,10 +385,10 @@ def test_pickles_are_refused_without_being_unpickled(tmp_path, assert_clear_erro
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_registered_method_leaves_pixels_outside_the_strength_map_untouched(
-    pair_folder, image, name, tiny_backbones
+    pair_folder, image, name, tiny_backbones, tiny_hypernetwork
 ):
     method = get_method(name)
-    edit = method.learn(PairSet.from_folder(pair_folder), quick_config(method, tiny_backbones["sd"]), progress=False)
+    edit = method.learn(PairSet.from_folder(pair_folder), quick_config(method, tiny_backbones["sd"], tiny_hypernetwork), progress=False)
     strength_map = np.zeros(image.shape[:2], dtype=np.float32)
     strength_map[:, image.shape[1] // 2:] = 1.0
     result = edit.apply(image, strength_map=strength_map, seed=1)

@@ -15,11 +15,11 @@ from analogize.editfile import load_edit
 from analogize.errors import AnalogizeError
 from analogize.images import load_image
 from analogize.methods import get_method
+from analogize.methods.lora_files import export_loras
 from analogize.methods.pairedit import (
     CONTENT,
     SEMANTIC,
     PairEditTask,
-    export_loras,
     lora_parameters,
     pairedit_targets,
 )

@@ -7,10 +7,11 @@ from .base import Edit, Method, MethodConfig
 from .colormap import ColorMap
 from .fewshot import FewShot
 from .identity import Identity
+from .loc import Loc
 from .pairedit import PairEdit
 from .pix2pix import Pix2Pix
 
-REGISTRY: dict[str, Method] = {method.name: method for method in (Identity(), ColorMap(), Pix2Pix(), FewShot(), PairEdit())}
+REGISTRY: dict[str, Method] = {method.name: method for method in (Identity(), ColorMap(), Pix2Pix(), FewShot(), PairEdit(), Loc())}
 
 
 def get_method(name: str, source: str = "--method") -> Method:

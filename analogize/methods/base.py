@@ -116,6 +116,11 @@ class Edit(abc.ABC):
     def from_state_dict(cls, tensors: dict[str, torch.Tensor], config: MethodConfig) -> "Edit":
         ...
 
+    def loras(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The LoRAs this edit is made of, for `analogize export` (methods/lora_files.py): file stem ->
+        tensors under diffusers/peft names with any scale folded into lora_B. Most methods have none."""
+        return {}
+
     def to(self, device: torch.device | str) -> "Edit":
         """Move the edit's networks to `device`; `edit` runs where they are. Methods keep other
         tensors on the CPU and move them as they use them."""

@@ -344,6 +344,12 @@ class PairEditEdit(Edit):
         latent = sample(backbone, (1, channels, side, side), config, scale, {CONTENT: 1.0}, seed)
         return backbone.decode_image(latent, side * backbone.vae_scale, side * backbone.vae_scale)
 
+    def loras(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Both LoRAs with the alpha / rank scale folded into the up-projection."""
+        scale = self.config.alpha / self.config.rank
+        return {f"pairedit_{name}": {key: value * scale if ".lora_B." in key else value for key, value in tensors.items()}
+                for name, tensors in ((CONTENT, self.content), (SEMANTIC, self.semantic))}
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {**{f"content.{k}": v for k, v in self.content.items()},
                 **{f"semantic.{k}": v for k, v in self.semantic.items()}}
@@ -382,35 +388,6 @@ def merge_edits(edits: list[PairEditEdit], weights: list[float]) -> PairEditEdit
     content = stack([edit.content for edit in edits], [scale / len(edits) for scale in scales])
     semantic = stack([edit.semantic for edit in edits], [weight * scale for weight, scale in zip(weights, scales)])
     return PairEditEdit(config, content, semantic)
-
-
-def export_loras(edit: PairEditEdit, folder: Path) -> list[Path]:
-    """Write each LoRA twice into `folder`: `pairedit_NAME.safetensors` in diffusers' format
-    (`pipe.load_lora_weights(folder, weight_name=..., adapter_name=...)`) and
-    `pairedit_NAME_kohya.safetensors` in kohya's (A1111, ComfyUI). The alpha / rank scale is folded
-    into the up-projection, so any loader that assumes scale 1 reproduces the LoRA exactly."""
-    from diffusers import FluxPipeline, StableDiffusionPipeline
-    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    # FLUX's transformer blocks sit at the top of its module tree; SD's UNet has down/mid/up blocks.
-    flux = any(key.startswith(("transformer_blocks.", "single_transformer_blocks.")) for key in edit.semantic)
-    scale = edit.config.alpha / edit.config.rank
-    written = []
-    for name, tensors in ((CONTENT, edit.content), (SEMANTIC, edit.semantic)):
-        folded = {key: value * scale if ".lora_B." in key else value for key, value in tensors.items()}
-        weight_name = f"pairedit_{name}.safetensors"
-        if flux:
-            FluxPipeline.save_lora_weights(folder, transformer_lora_layers=folded, weight_name=weight_name)
-        else:
-            StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=folded, weight_name=weight_name)
-        prefix = "transformer." if flux else "unet."
-        kohya = convert_state_dict_to_kohya({prefix + key: value for key, value in folded.items()})
-        save_file({key: value.contiguous() for key, value in kohya.items()}, folder / f"pairedit_{name}_kohya.safetensors")
-        written += [folder / weight_name, folder / f"pairedit_{name}_kohya.safetensors"]
-    return written
 
 
 ORIGINAL_KEYS = {  # the original's config/train_image*.yaml -> PairEditConfig
