@@ -30,6 +30,7 @@ from ...backbones import Backbone, Level, load_backbone
 from ...errors import AnalogizeError
 from ...images import resize
 from ...pairs import PairSet
+from ...samplers import classifier_free, deterministic_sample
 from ..base import Edit, Method, MethodConfig
 from .config import PRESETS, SAMPLING_FIELDS, LocConfig
 from .hypernetwork import LoraHypernetwork
@@ -68,16 +69,16 @@ def sample(backbone: Backbone, query: torch.Tensor, factors: Factors, config: Lo
     if config.start_strength < 1.0:
         clean = query * backbone.pipeline.vae.config.scaling_factor  # the query latent is kept unscaled
         latent = levels[0].signal * clean + levels[0].noise * latent
+
+    def model_output(noised: torch.Tensor, index: int, level: Level) -> torch.Tensor:
+        output = backbone.predict(noised, level, condition, image_latent=query)
+        if config.image_guidance == 1.0:
+            return output
+        unconditional = backbone.predict(noised, level, condition, image_latent=torch.zeros_like(query))
+        return classifier_free(output, unconditional, config.image_guidance)
+
     with generated_lora(backbone.denoiser, factors):
-        for index, level in enumerate(levels):
-            output = backbone.predict(latent, level, condition, image_latent=query)
-            if config.image_guidance != 1.0:
-                unconditional = backbone.predict(latent, level, condition, image_latent=torch.zeros_like(query))
-                output = unconditional + config.image_guidance * (output - unconditional)
-            clean, noise = backbone.estimates(latent, output, level)
-            following = levels[index + 1] if index + 1 < len(levels) else Level(0.0, 1.0, 0.0)
-            latent = following.signal * clean + following.noise * noise
-    return latent
+        return deterministic_sample(backbone, latent, levels, model_output)
 
 
 class LocEdit(Edit):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -93,8 +92,7 @@ class LocConfig(TrainableConfig, BackboneConfig):
                                  f"{self.patch_size} and width {self.width} of heads {self.heads}")
 
     def training_fingerprint(self, data_description: str) -> dict[str, Any]:
-        settings = {key: value for key, value in dataclasses.asdict(self).items() if key not in self.resumable_changes}
-        return {**settings, "data": data_description}
+        return {**self.fingerprint_settings(), "data": data_description}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
