@@ -139,12 +139,17 @@ def test_the_server_listens_on_this_machine_only_and_serves_no_other_files(tmp_p
         server.close()
 
 
-def test_a_method_without_its_pretrained_weights_gives_the_reason_before_any_job(tmp_path, tiny_backbones):
+def test_a_method_without_its_pretrained_weights_gives_the_reason_before_any_job(tmp_path, tiny_backbones,
+                                                                                   tiny_hypernetwork):
     jobs = Jobs(tmp_path / "work")
     before, after = pair_files(tmp_path / "upload")
-    for base_model, reason in ((None, "builds on a pretrained diffusion model"), ("nowhere", "no such folder")):
+    for method, folder, reason in (("pairedit", None, "pairedit needs a pretrained FLUX.1 or Stable Diffusion"),
+                                   ("pairedit", "nowhere", "no such folder"),
+                                   ("loc", None, "loc needs a hypernetwork folder from `analogize train-loc`")):
         with pytest.raises(AnalogizeError, match=reason):
-            jobs.start_training(before, after, None, "pairedit", "tiny", 2, base_model)
+            jobs.start_training(before, after, None, method, "tiny", 2, folder)
     assert list((tmp_path / "work" / "train").iterdir()) == []
     job = jobs.start_training(before, after, None, "pairedit", "tiny", 2, str(tiny_backbones["sd"]))
+    assert wait_until_finished(jobs, job, timeout=120).state == "done"
+    job = jobs.start_training(before, after, None, "loc", "tiny", None, str(tiny_hypernetwork))  # --hypernetwork
     assert wait_until_finished(jobs, job, timeout=120).state == "done"

@@ -186,6 +186,9 @@ class Method(abc.ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     needs: ClassVar[str] = "nothing: runs on this CPU with no downloaded weights"
+    pretrained_setting: ClassVar[str | None] = None
+    """The config field naming the folder of pretrained weights the method builds on (its CLI flag
+    is the same name with dashes), or None; the web app asks for it."""
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     edit_class: ClassVar[type[Edit]]
     presets: ClassVar[dict[str, dict[str, Any]]] = {}

@@ -429,6 +429,7 @@ class PairEdit(Method):
     name = "pairedit"
     summary = "PairEdit (NeurIPS 2025): content and semantic LoRAs on a pretrained diffusion model (FLUX.1, SD)"
     needs = "a pretrained FLUX.1 or Stable Diffusion pipeline on disk (--base-model); a GPU for real sizes"
+    pretrained_setting = "base_model"
     config_class = PairEditConfig
     edit_class = PairEditEdit
     presets = PRESETS

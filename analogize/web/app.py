@@ -14,7 +14,6 @@ one-line message on the page (`gr.Error`), never a traceback.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,8 +100,9 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                                          elem_id="method")
                     preset = gr.Dropdown(label="Preset", elem_id="preset", **preset_kwargs(DEFAULT_METHOD))
                     steps = gr.Number(None, label="Steps (empty: the preset's)", precision=0, elem_id="steps")
-                base_model = gr.Textbox(label="Base model: folder of a downloaded diffusers pipeline on the server",
-                                        visible=needs_base_model(DEFAULT_METHOD), elem_id="base-model")
+                base_model = gr.Textbox(label="Pretrained weights: their folder on the server (what the method "
+                                              "needs is said below)",
+                                        visible=needs_pretrained(DEFAULT_METHOD), elem_id="base-model")
                 note = gr.Markdown(method_note(DEFAULT_METHOD))
                 with gr.Row():
                     learn = gr.Button("Learn", variant="primary", elem_id="learn")
@@ -162,7 +162,7 @@ def build_app(jobs: Jobs) -> gr.Blocks:
 
         # --- teach --------------------------------------------------------------------------------
         def choose_method(name: str):
-            return gr.Dropdown(**preset_kwargs(name)), gr.Textbox(visible=needs_base_model(name)), method_note(name)
+            return gr.Dropdown(**preset_kwargs(name)), gr.Textbox(visible=needs_pretrained(name)), method_note(name)
 
         def show(current: str | None):
             current = current or jobs.latest_training()
@@ -326,8 +326,8 @@ def check_exemplar_inputs(source: str | None, exemplar: str | None) -> None:
         raise gr.Error("drop a photo and an exemplar image first", print_exception=False)
 
 
-def needs_base_model(name: str) -> bool:
-    return any(field.name == "base_model" for field in dataclasses.fields(REGISTRY[name].config_class))
+def needs_pretrained(name: str) -> bool:
+    return REGISTRY[name].pretrained_setting is not None
 
 
 def preset_kwargs(name: str) -> dict:

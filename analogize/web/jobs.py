@@ -98,12 +98,14 @@ class Jobs:
     # --- training ---------------------------------------------------------------------------------
 
     def start_training(self, before: list[Path], after: list[Path], archive: Path | None, method: str,
-                       preset: str | None, steps: int | None, base_model: str | None = None) -> str:
-        """Check the uploads and settings, then start learning; returns the job id."""
+                       preset: str | None, steps: int | None, pretrained: str | None = None) -> str:
+        """Check the uploads and settings, then start learning; returns the job id. `pretrained`
+        is the folder the method builds on (its `pretrained_setting`), for the methods that have one."""
         chosen = get_method(method)
-        config = chosen.make_config(preset, steps=steps, base_model=base_model or None)
-        if hasattr(config, "base_model"):
-            check_base_model(config.base_model)
+        setting = chosen.pretrained_setting
+        config = chosen.make_config(preset, steps=steps, **({setting: pretrained or None} if setting else {}))
+        if setting:
+            check_pretrained(getattr(config, setting), f"{chosen.name} needs {chosen.needs}")
         with self._lock:
             running = self._running_job()
             if running is not None:
@@ -119,7 +121,7 @@ class Jobs:
             settings = {"method": chosen.name, "preset": preset or chosen.default_preset,
                         "steps": getattr(config, "steps", 0), "pairs": len(pairs), "created": time.time(),
                         "trainable": isinstance(config, TrainableConfig), "wanted": "run",
-                        "base_model": getattr(config, "base_model", None)}
+                        "pretrained": {setting: getattr(config, setting)} if setting else {}}
             write_text_atomic(folder / "job.json", json.dumps(settings, indent=2))
             self._launch(job, resume=False)
             return job
@@ -191,8 +193,8 @@ class Jobs:
                    "--method", settings["method"], "--quiet"]
         if settings["preset"]:
             command += ["--preset", settings["preset"]]
-        if settings.get("base_model"):
-            command += ["--base-model", settings["base_model"]]
+        for setting, weights in settings["pretrained"].items():
+            command += [f"--{setting.replace('_', '-')}", weights]
         if settings["trainable"]:
             command += ["--steps", str(settings["steps"]),
                         "--checkpoint-every", str(max(1, settings["steps"] // CHECKPOINTS_PER_RUN))]
@@ -317,7 +319,8 @@ class Jobs:
 
     def _pretrained(self, kind: str, base_model: str, load):
         """A pretrained model, loaded on first use; one in memory at a time (they take gigabytes)."""
-        check_base_model(base_model)
+        check_pretrained(base_model, "this screen builds on a pretrained model: give the folder of one downloaded to "
+                                     "the server (docs/methods/pixels.md, docs/methods/paint-by-example.md)")
         if (kind, base_model) not in self._models:
             self._models.clear()
             self._models[kind, base_model] = load()
@@ -356,15 +359,14 @@ class Jobs:
                 process.wait(timeout=30)
 
 
-def check_base_model(base_model: str) -> None:
-    """The one-line reason a method that builds on pretrained weights cannot start, before a job
-    is made for it (loading the weights themselves happens in the training process)."""
-    if not base_model:
-        raise AnalogizeError("this method builds on a pretrained diffusion model: give the folder of a "
-                             "downloaded diffusers pipeline as the base model (docs/methods/pairedit.md)")
-    if not Path(base_model).is_dir() and "/" not in base_model:
-        raise AnalogizeError(f"{base_model}: no such folder on the server; give the folder of a downloaded "
-                             "diffusers pipeline")
+def check_pretrained(folder: str, needs: str) -> None:
+    """The one-line reason a method that builds on pretrained weights cannot start (`needs`, when no
+    folder is given), before a job is made for it; loading the weights happens in the job itself."""
+    if not folder:
+        raise AnalogizeError(needs)
+    if not Path(folder).is_dir() and "/" not in folder:
+        raise AnalogizeError(f"{folder}: no such folder on the server; give the folder of the downloaded (or trained) "
+                             "weights")
 
 
 def read_losses(path: Path) -> list[dict[str, float]]:

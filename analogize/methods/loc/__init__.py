@@ -129,6 +129,7 @@ class Loc(Method):
                "model, one forward pass")
     needs = ("a hypernetwork folder from `analogize train-loc` (--hypernetwork DIR); training one needs the "
              "photo corpus (cpu preset: minutes here) or a downloaded InstructPix2Pix and a GPU (gpu presets)")
+    pretrained_setting = "hypernetwork"
     config_class = LocConfig
     edit_class = LocEdit
     presets = PRESETS
