@@ -36,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ...atomic import write_text_atomic
-from ...backbones import Backbone, Level, load_backbone
+from ...backbones import Backbone, Level, load_backbone, quiet_loading
 from ...bench.edits import EDITS
 from ...distributed import process_state
 from ...errors import AnalogizeError
@@ -64,8 +64,7 @@ def noise_batch(rng: np.random.Generator, count: int, shape: tuple[int, ...], le
 
 def training_levels(backbone: Backbone) -> list[Level]:
     """Every timestep the InstructPix2Pix scheduler was trained on (0 … 999), as noise levels."""
-    return [Level(float(t), float(a.sqrt()), float((1 - a).sqrt()))
-            for t, a in enumerate(backbone.pipeline.scheduler.alphas_cumprod)]
+    return [backbone.level_at(t) for t in range(len(backbone.pipeline.scheduler.alphas_cumprod))]
 
 
 # --- 1. the small base model (tiny/cpu presets) ------------------------------------------------------
@@ -132,12 +131,10 @@ def train_base_model(config: LocConfig, source: QuadSource, folder: Path, *, res
     """Train a small InstructPix2Pix pipeline and save it to folder/base (kept if already there)."""
     from ...tiny_backbones import IP2P_SIZES, build_ip2p_pipeline
 
-    import transformers
-
     target = folder / BASE_FOLDER
     if (target / "model_index.json").is_file():
         return target
-    transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bar; ours shows training
+    quiet_loading()  # save_pretrained's shard bar; ours shows training
     if config.base_size not in IP2P_SIZES:
         raise AnalogizeError(f"loc: base_size {config.base_size!r} is unknown; choose one of {', '.join(IP2P_SIZES)}")
     pipeline = build_ip2p_pipeline(IP2P_SIZES[config.base_size], config.seed)
