@@ -234,7 +234,7 @@ def test_pixels_without_a_base_model_says_why_in_the_page(page, tmp_path):
     page.locator("#pixels-source input[type=file]").set_input_files(str(photo))
     page.locator("#pixels-exemplar input[type=file]").set_input_files(str(photo))
     page.click("#pixels-run")
-    page.get_by_text("builds on a pretrained diffusion model").first.wait_for()
+    page.get_by_text("this screen builds on a pretrained model").first.wait_for()
 
 
 def test_paint_by_example_screen_repaints_only_the_painted_region(page, server, tmp_path):
