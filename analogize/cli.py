@@ -578,7 +578,21 @@ def run_methods(args: argparse.Namespace) -> int:
         presets = ", ".join(method.presets) or "-"
         print(f"{method.name:<12} {method.summary}")
         print(f"{'':<12} needs: {method.needs}; presets: {presets}")
+    print("\nExemplar methods (no pairs: an exemplar image and a per-photo map or mask; their own commands):")
+    for name, summary, needs in EXEMPLAR_METHODS:
+        print(f"{name:<12} {summary}")
+        print(f"{'':<12} needs: {needs}")
     return 0
+
+
+EXEMPLAR_METHODS = (
+    ("pixels", "PIXELS (AAAI 2025), `analogize edit`: a photo edited towards exemplars, held to the source per "
+               "pixel by a map", "a downloaded diffusers pipeline (--base-model): SD 2.x, SDXL (refiner), FLUX.1, "
+               "Kandinsky 2.2 with --prior"),
+    ("paint-by-example", "Paint by Example (CVPR 2023), `analogize paint`: a masked region repainted after an "
+                         "exemplar image; `analogize train-pbe` trains the model",
+     "the downloaded Paint-by-Example checkpoint (--base-model)"),
+)
 
 
 if __name__ == "__main__":

@@ -31,11 +31,14 @@ def run_cli(*args: str) -> int:
     return main([str(arg) for arg in args])
 
 
-def test_methods_lists_every_registered_method(capsys):
+def test_methods_lists_every_method_and_what_it_needs(capsys):
+    from analogize.methods import REGISTRY
+
     assert run_cli("methods") == 0
     out = capsys.readouterr().out
-    for name in ("identity", "colormap", "pix2pix"):
-        assert name in out
+    for name in (*REGISTRY, "pixels", "paint-by-example"):
+        assert f"\n{name} " in f"\n{out}", name
+    assert "analogize paint" in out and "analogize edit" in out
 
 
 def test_learn_apply_keeps_size_and_stem(tmp_path, pair_folder, capsys):
