@@ -565,8 +565,8 @@ class PaintByExampleTask:
             "keep": torch.from_numpy(keep),  # (1, S, S)
             "exemplar": exemplar,  # (3, E, E) CLIP-normalised
             "null": torch.tensor(rng.random() < config.null_probability),
-            "noise": torch.from_numpy(rng.standard_normal((model.vae.config.latent_channels, *(
-                side_ // self.backbone.vae_scale for side_ in size))).astype(np.float32)),
+            "noise": torch.from_numpy(rng.standard_normal((model.vae.config.latent_channels, self.backbone.latent_side,
+                                                            self.backbone.latent_side)).astype(np.float32)),
         }
 
     def training_step(self, batch: dict[str, torch.Tensor], accelerator: Accelerator) -> dict[str, float]:
