@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=run_evaluate)
 
     bench = commands.add_parser("bench", parents=[common], help="built-in benchmark on procedural edits")
-    bench.add_argument("--methods", default="identity,colormap,pix2pix")
+    bench.add_argument("--methods", default="identity,colormap,pix2pix",
+                       help="comma-separated; NAME[setting=value,...] gives a method settings of its own, "
+                            "e.g. pix2pix[steps=2400] or fewshot[n_to_n=false]")
     bench.add_argument("--edits", default=None, help="comma-separated (default: all)")
     bench.add_argument("--shots", type=int, default=20, help="training pairs per edit")
     bench.add_argument("--size", type=int, default=128, help="crop size in pixels")
@@ -380,10 +382,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_bench_command(args: argparse.Namespace) -> int:
     from .bench.edits import EDITS
-    from .bench.runner import run_bench
+    from .bench.runner import run_bench, split_methods
 
     run_bench(
-        [name for name in args.methods.split(",") if name],
+        split_methods(args.methods),
         [name for name in args.edits.split(",") if name] if args.edits else list(EDITS),
         shots=args.shots, size=args.size, test_images=args.test_images, preset=args.preset,
         seed=args.seed, out_dir=args.out, progress=args.progress,

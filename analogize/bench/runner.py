@@ -9,8 +9,10 @@ seed, so every method sees exactly the same pairs.
 
 from __future__ import annotations
 
+import json
+import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +21,48 @@ from ..atomic import write_text_atomic
 from ..errors import AnalogizeError
 from ..evaluation import evaluate_edit
 from ..methods import get_method
+from ..methods.base import Method
 from ..report import SheetRow, contact_sheet, markdown_table, write_report
 from .corpus import crops, photos, require_photos, split
 from .edits import EDITS, make_pairs
 
 MINIMUM_PHOTOS = 20
 TABLE_HEADER = ["edit", "kind", "method", "PSNR", "SSIM", "DIoU", "learn s", "apply s/img"]
+
+
+@dataclass(frozen=True)
+class MethodVariant:
+    """A method with settings of its own, named as written: `pix2pix[steps=2400]` gives pix2pix
+    the training time of a slower method, `fewshot[n_to_n=false]` is one row of an ablation.
+    Values are JSON (numbers, true/false, "strings"); bare words are taken as strings."""
+
+    label: str
+    method: Method
+    overrides: dict = field(default_factory=dict)
+
+
+VARIANT_PATTERN = re.compile(r"^(?P<name>[\w-]+)(?:\[(?P<settings>[^\]]*)\])?$")
+
+
+def split_methods(text: str) -> list[str]:
+    """--methods splits at commas outside brackets: "a,b[x=1,y=2]" -> ["a", "b[x=1,y=2]"]."""
+    return [part for part in re.split(r",(?![^\[]*\])", text) if part]
+
+
+def parse_variant(spec: str) -> MethodVariant:
+    match = VARIANT_PATTERN.match(spec.replace(" ", ""))
+    if not match:
+        raise AnalogizeError(f"--methods: cannot read {spec!r}; write NAME or NAME[setting=value,...]")
+    overrides = {}
+    for setting in filter(None, (match["settings"] or "").split(",")):
+        key, equals, value = setting.partition("=")
+        if not equals or not key:
+            raise AnalogizeError(f"--methods: {spec!r}: {setting!r} is not setting=value")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return MethodVariant(spec.replace(" ", ""), get_method(match["name"]), overrides)
 
 
 @dataclass
@@ -56,11 +94,18 @@ def run_bench(
     minimum_photos: int = MINIMUM_PHOTOS,
     progress: bool = True,
 ) -> list[BenchRow]:
-    """Run every (edit, method) combination and write the report folder `out_dir`."""
+    """Run every (edit, method) combination and write the report folder `out_dir`. A method may be
+    given with settings of its own (see MethodVariant)."""
     unknown = [name for name in edits if name not in EDITS]
     if unknown:
         raise AnalogizeError(f"--edits: unknown edit(s) {', '.join(unknown)}; choose from {', '.join(EDITS)}")
-    chosen_methods = [get_method(name) for name in methods]
+    variants = [parse_variant(spec) for spec in methods]
+    labels = [variant.label for variant in variants]
+    if len(set(labels)) < len(labels):
+        raise AnalogizeError(f"--methods: a method is listed twice ({', '.join(labels)}); list each once")
+    configs = {variant.label: variant.method.make_config(preset if preset in variant.method.presets else None,
+                                                         **{"seed": seed, **variant.overrides})
+               for variant in variants}  # a wrong setting fails here, before anything trains
     require_photos(minimum_photos)
     train_photos, test_photos = split(photos())
     rng = np.random.default_rng(seed)
@@ -74,24 +119,23 @@ def run_bench(
         train_pairs = make_pairs(edit_name, train_crops)
         test_pairs = make_pairs(edit_name, test_crops)
         results_by_method = {}
-        for method in chosen_methods:
-            config = method.make_config(preset if preset in method.presets else None, seed=seed)
-            print(f"bench: {edit_name}: learning {method.name} from {shots} pairs", flush=True)
+        for variant in variants:
+            print(f"bench: {edit_name}: learning {variant.label} from {shots} pairs", flush=True)
             started = time.perf_counter()
-            edit = method.learn(train_pairs, config, progress=progress)
+            edit = variant.method.learn(train_pairs, configs[variant.label], progress=progress)
             learn_seconds = time.perf_counter() - started
             evaluation = evaluate_edit(edit, test_pairs, seed=seed)
             mean = evaluation.mean
-            rows.append(BenchRow(edit_name, procedural.kind, method.name, mean["psnr"], mean["ssim"],
+            rows.append(BenchRow(edit_name, procedural.kind, variant.label, mean["psnr"], mean["ssim"],
                                  mean["diou"], learn_seconds, evaluation.apply_seconds_per_image))
-            results_by_method[method.name] = evaluation.results
+            results_by_method[variant.label] = evaluation.results
         sheet_rows = [
             SheetRow(pair.name, [pair.before, pair.after] + [results[i] for results in results_by_method.values()])
             for i, pair in enumerate(test_pairs[:4])
         ]
         sheets[f"sheet-{edit_name}"] = contact_sheet(["before", "expected"] + list(results_by_method), sheet_rows, tile=128)
 
-    all_rows = rows + mean_rows(rows, [method.name for method in chosen_methods])
+    all_rows = rows + mean_rows(rows, labels)
     table = markdown_table(TABLE_HEADER, [row.cells() for row in all_rows])
     settings = {"methods": methods, "edits": edits, "shots": shots, "size": size,
                 "test_images": test_images, "preset": preset, "seed": seed,
