@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +15,7 @@ import pytest
 from analogize.cli import build_parser
 from analogize.errors import AnalogizeError
 from analogize.images import load_image
-from analogize.web.jobs import Jobs, Limits
+from analogize.web.jobs import Jobs, Limits, stop_gently
 from conftest import free_port, random_image, warm_edit, write_image
 
 
@@ -153,3 +155,19 @@ def test_a_method_without_its_pretrained_weights_gives_the_reason_before_any_job
     assert wait_until_finished(jobs, job, timeout=120).state == "done"
     job = jobs.start_training(before, after, None, "loc", "tiny", None, str(tiny_hypernetwork))  # --hypernetwork
     assert wait_until_finished(jobs, job, timeout=120).state == "done"
+
+
+def test_a_lost_interrupt_is_sent_again_before_anything_is_killed():
+    # The child swallows its first SIGINT, as a child does when the signal lands between fork and exec.
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import signal, sys, time\n"
+        "seen = []\n"
+        "def handler(*_):\n"
+        "    seen.append(1)\n"
+        "    if len(seen) == 2: sys.exit(7)\n"
+        "signal.signal(signal.SIGINT, handler)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    stop_gently(child, patience=20.0)
+    assert child.returncode == 7  # exited through its own handler on the second SIGINT, not killed

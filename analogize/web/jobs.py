@@ -131,11 +131,7 @@ class Jobs:
             self._update(job, wanted="cancel")
             process = self._processes.get(job)
             if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGINT)  # the CLI stops cleanly; checkpoints stay
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                stop_gently(process)
 
     def resume_training(self, job: str) -> None:
         with self._lock:
@@ -406,3 +402,20 @@ def unpack_pairs(archive: Path, folder: Path, max_bytes: int) -> None:
         for inner in entries[0].iterdir():
             os.replace(inner, folder / inner.name)
         entries[0].rmdir()
+
+
+def stop_gently(process: subprocess.Popen, patience: float = 30.0) -> None:
+    """Interrupt a `learn` child (the CLI stops cleanly; checkpoints stay), killing it only if it
+    has not exited after `patience` seconds. SIGINT is repeated each second: one that arrives
+    between the child's fork and exec is lost (it still runs the parent's handler, which only sets
+    a flag), which happens when a training is cancelled the moment it starts."""
+    deadline = time.monotonic() + patience
+    while process.poll() is None and time.monotonic() < deadline:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+    if process.poll() is None:
+        process.kill()
+        process.wait()
