@@ -158,7 +158,7 @@ def test_a_method_without_its_pretrained_weights_gives_the_reason_before_any_job
 
 
 def test_a_lost_interrupt_is_sent_again_before_anything_is_killed():
-    # The child swallows its first SIGINT, as a child does when the signal lands between fork and exec.
+    # The child swallows its first SIGINT, as a child that is still starting can.
     child = subprocess.Popen([sys.executable, "-c", (
         "import signal, sys, time\n"
         "seen = []\n"

@@ -406,9 +406,10 @@ def unpack_pairs(archive: Path, folder: Path, max_bytes: int) -> None:
 
 def stop_gently(process: subprocess.Popen, patience: float = 30.0) -> None:
     """Interrupt a `learn` child (the CLI stops cleanly; checkpoints stay), killing it only if it
-    has not exited after `patience` seconds. SIGINT is repeated each second: one that arrives
-    between the child's fork and exec is lost (it still runs the parent's handler, which only sets
-    a flag), which happens when a training is cancelled the moment it starts."""
+    has not exited after `patience` seconds. SIGINT is repeated each second because one that
+    arrives while the child is still starting can be lost (before exec it meets the parent's
+    handler, which only sets a flag; during imports a library's bare `except:` can swallow the
+    KeyboardInterrupt). A test that cancels a training the moment it starts saw this once."""
     deadline = time.monotonic() + patience
     while process.poll() is None and time.monotonic() < deadline:
         process.send_signal(signal.SIGINT)
