@@ -50,7 +50,8 @@ def split_methods(text: str) -> list[str]:
 
 
 def parse_variant(spec: str) -> MethodVariant:
-    match = VARIANT_PATTERN.match(spec.replace(" ", ""))
+    spec = spec.replace(" ", "")
+    match = VARIANT_PATTERN.match(spec)
     if not match:
         raise AnalogizeError(f"--methods: cannot read {spec!r}; write NAME or NAME[setting=value,...]")
     overrides = {}
@@ -62,7 +63,7 @@ def parse_variant(spec: str) -> MethodVariant:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
             overrides[key] = value
-    return MethodVariant(spec.replace(" ", ""), get_method(match["name"]), overrides)
+    return MethodVariant(spec, get_method(match["name"]), overrides)
 
 
 @dataclass
