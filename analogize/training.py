@@ -283,6 +283,9 @@ def make_accelerator(settings: LoopSettings, run_dir: Path | None, find_unused_p
     if AcceleratorState._shared_state.get("_mixed_precision", settings.mixed_precision) != settings.mixed_precision:
         AcceleratorState._reset_state()
     state = process_state()
+    if settings.mixed_precision == "bf16" and state.device.type == "cpu" and not cpu_has_native_bf16():
+        logger.warning("mixed_precision='bf16' on a CPU without AVX512-BF16 or AMX is emulated and slower "
+                       "than fp32; set mixed_precision='no'")
     tensorboard = settings.log_with == "tensorboard" and run_dir is not None
     return Accelerator(
         cpu=state.device.type == "cpu",
@@ -292,6 +295,14 @@ def make_accelerator(settings: LoopSettings, run_dir: Path | None, find_unused_p
         project_dir=str(run_dir) if tensorboard else None,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
     )
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products in hardware (AVX512-BF16 or AMX), where bf16
+    autocast roughly halves a training step; elsewhere it is emulated. torch only exposes this
+    privately, so an unknown answer counts as no."""
+    probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(probe is not None and probe() for probe in probes)
 
 
 def check_data_parallel(accelerator: Accelerator) -> None:

@@ -61,6 +61,17 @@ def test_training_pass_has_the_expected_shapes_and_finite_losses(inverted_pairs)
         assert value.ndim == 0 and torch.isfinite(value), name
 
 
+def test_the_latent_has_unit_scale_per_image_whatever_the_encoder_weights():
+    # Without a KL pull the latent's scale is free; it once grew until M_y's latent loss diverged.
+    model = FewShotModel(tiny_config())
+    with torch.no_grad():
+        model.vae.encoder.to_moments.weight.mul_(1000.0)
+    images = torch.rand(3, 3, 32, 32) * torch.tensor([0.1, 1.0, 2.0]).view(3, 1, 1, 1) - 1.0
+    mean, _, _ = model.vae.encoder(images)
+    root_mean_square = mean.pow(2).mean(dim=(1, 2, 3)).sqrt()
+    torch.testing.assert_close(root_mean_square, torch.ones(3), atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("size", [32, 128])
 def test_identity_flow_returns_the_input_exactly(size):
     image = torch.rand(2, 3, size, size)

@@ -96,6 +96,9 @@ class Encoder(nn.Module):
         for block in self.down:
             skips.append(block(skips[-1]))  # each halves H and W
         mean, log_variance = self.to_moments(skips.pop()).chunk(2, dim=1)  # the deepest is the latent
+        # Unit root-mean-square per image: without a KL pull nothing else bounds the latent's
+        # scale, and it grew until M_y's latent loss swamped every other term (see the class doc).
+        mean = mean / mean.float().pow(2).mean(dim=(1, 2, 3), keepdim=True).add(1e-6).sqrt()
         return mean, log_variance.clamp(-20.0, 10.0), skips
 
 
