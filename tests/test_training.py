@@ -227,6 +227,14 @@ def test_one_process_can_train_with_different_mixed_precision_in_turn():
     assert full_again.losses == full.losses
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_native_support_warns_that_it_is_slower(monkeypatch, caplog, native):
+    monkeypatch.setattr("analogize.training.cpu_has_native_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING, logger="analogize.training"):
+        run_training(LinearRegressionTask(), settings(1, mixed_precision="bf16"))
+    assert ("emulated and slower" in caplog.text) is not native
+
+
 def test_settings_are_checked():
     with pytest.raises(AnalogizeError, match="ema_decay"):
         LoopSettings(steps=5, ema_decay=1.5)

@@ -112,7 +112,8 @@ class FewShotConfig(TrainableConfig):
     ignore the latent that carries the edit (`vignette`, cpu preset at 300 steps: 16.9, 21.7 and
     18.8 dB at 1e-3, 17.7 at 1e-5, 26.2 and 28.1 at 0). Without it the encoder still predicts a
     variance and the reconstruction still decodes a sample, so the latent learns its own noise
-    level; the latents stayed near unit scale (mean |z| 0.5–0.6) in those runs."""
+    level. Its scale is fixed instead by the encoder, which scales each image's latent mean to unit
+    root-mean-square (without that, the latent grew until M_y's latent loss diverged)."""
     ema_decay: float | None = 0.9995
     """Decay of the exponential moving average of all weights; the average is what is applied."""
     checkpoint_every: int = 2000
