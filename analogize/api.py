@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .methods import REGISTRY, get_method
+from .methods import DEFAULT_METHOD, REGISTRY, get_method
 from .methods.base import Edit, Method
 from .pairs import PairSet
 
@@ -17,7 +17,7 @@ def methods() -> dict[str, Method]:
 
 def learn(
     pairs: PairSet,
-    method: str = "colormap",
+    method: str = DEFAULT_METHOD,
     preset: str | None = None,
     *,
     run_dir: Path | None = None,

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     learn = commands.add_parser("learn", parents=[common], help="learn an edit from a folder of pairs")
     learn.add_argument("pairs", type=Path, help="folder with before/ and after/ (or source/ and target/)")
     learn.add_argument("-o", "--output", type=Path, required=True, help="edit file to write")
-    learn.add_argument("--method", default="colormap", help="learning method (see `analogize methods`)")
+    learn.add_argument("--method", help="learning method (default: fewshot; see `analogize methods`)")
     learn.add_argument("--preset", help="named settings of the method (see `analogize methods`)")
     learn.add_argument("--steps", type=int, help="training steps (trainable methods)")
     learn.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -230,10 +230,10 @@ def training_flags(args: argparse.Namespace) -> dict:
 def run_learn(args: argparse.Namespace) -> int:
     from .distributed import process_state
     from .editfile import save_edit
-    from .methods import get_method
+    from .methods import DEFAULT_METHOD, get_method
     from .pairs import PairSet
 
-    method = get_method(args.method)
+    method = get_method(args.method or DEFAULT_METHOD)
     from_file = method.settings_from_file(read_settings_file(args.config), str(args.config)) if args.config else {}
     flags = {**training_flags(args), "hypernetwork": str(args.hypernetwork) if args.hypernetwork else None}
     config = method.make_config(args.preset, **{**from_file, **{k: v for k, v in flags.items() if v is not None}})

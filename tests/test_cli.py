@@ -43,7 +43,7 @@ def test_methods_lists_every_method_and_what_it_needs(capsys):
 
 def test_learn_apply_keeps_size_and_stem(tmp_path, pair_folder, capsys):
     edit_path = tmp_path / "warm.edit"
-    assert run_cli("learn", pair_folder, "-o", edit_path, "--quiet") == 0
+    assert run_cli("learn", pair_folder, "-o", edit_path, "--method", "colormap", "--quiet") == 0
     photo = np.random.default_rng(1).random((37, 53, 3), dtype=np.float32)
     save_image(photo, tmp_path / "holiday.jpg")
     assert run_cli("apply", edit_path, tmp_path / "holiday.jpg", "-o", tmp_path / "out", "--quiet") == 0
@@ -59,7 +59,7 @@ def test_learn_apply_keeps_size_and_stem(tmp_path, pair_folder, capsys):
 
 def test_apply_strength_map_limits_the_edit(tmp_path, pair_folder):
     edit_path = tmp_path / "warm.edit"
-    run_cli("learn", pair_folder, "-o", edit_path, "--quiet")
+    run_cli("learn", pair_folder, "-o", edit_path, "--method", "colormap", "--quiet")
     photo = np.full((20, 40, 3), 0.5, dtype=np.float32)
     save_image(photo, tmp_path / "grey.png")
     strength_map = np.zeros((10, 20), dtype=np.uint8)
@@ -74,7 +74,7 @@ def test_apply_strength_map_limits_the_edit(tmp_path, pair_folder):
 
 def test_apply_continues_past_a_bad_image_and_reports_it(tmp_path, pair_folder, capsys):
     edit_path = tmp_path / "warm.edit"
-    run_cli("learn", pair_folder, "-o", edit_path, "--quiet")
+    run_cli("learn", pair_folder, "-o", edit_path, "--method", "colormap", "--quiet")
     save_image(np.zeros((8, 8, 3), np.float32), tmp_path / "in" / "good.png")
     (tmp_path / "in" / "broken.jpg").write_text("not a photo")
     capsys.readouterr()
@@ -92,7 +92,7 @@ def test_apply_continues_past_a_bad_image_and_reports_it(tmp_path, pair_folder, 
 
 def test_apply_again_skips_finished_images_unless_told_to_overwrite(tmp_path, pair_folder, capsys):
     edit_path = tmp_path / "warm.edit"
-    run_cli("learn", pair_folder, "-o", edit_path, "--quiet")
+    run_cli("learn", pair_folder, "-o", edit_path, "--method", "colormap", "--quiet")
     for name in ("a", "b", "c"):
         save_image(np.full((8, 8, 3), 0.5, np.float32), tmp_path / "in" / f"{name}.png")
     save_image(np.zeros((8, 8, 3), np.float32), tmp_path / "out" / "b.png")  # as if from a stopped batch
@@ -109,7 +109,7 @@ def test_apply_again_skips_finished_images_unless_told_to_overwrite(tmp_path, pa
 
 def test_apply_refuses_inputs_sharing_an_output_name(tmp_path, pair_folder, capsys):
     edit_path = tmp_path / "warm.edit"
-    run_cli("learn", pair_folder, "-o", edit_path, "--quiet")
+    run_cli("learn", pair_folder, "-o", edit_path, "--method", "colormap", "--quiet")
     for suffix in (".png", ".jpg"):
         save_image(np.zeros((8, 8, 3), np.float32), tmp_path / f"same{suffix}")
     assert run_cli("apply", edit_path, tmp_path / "same.png", tmp_path / "same.jpg", "-o", tmp_path / "out") == 2
@@ -119,7 +119,7 @@ def test_apply_refuses_inputs_sharing_an_output_name(tmp_path, pair_folder, caps
 
 def test_evaluate_writes_a_report_folder(tmp_path, pair_folder, capsys):
     edit_path = tmp_path / "warm.edit"
-    run_cli("learn", pair_folder, "-o", edit_path, "--quiet")
+    run_cli("learn", pair_folder, "-o", edit_path, "--method", "colormap", "--quiet")
     assert run_cli("evaluate", edit_path, pair_folder, "--report", tmp_path / "report", "--quiet") == 0
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["mean"]["psnr"] > 30
@@ -207,5 +207,6 @@ def test_learn_passes_training_options_to_the_method(tmp_path, pair_folder, caps
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
 
     capsys.readouterr()
-    assert run_cli("learn", pair_folder, "-o", tmp_path / "c.edit", "--gradient-accumulation", "2", "--quiet") == 2
+    assert run_cli("learn", pair_folder, "-o", tmp_path / "c.edit", "--method", "colormap", "--gradient-accumulation", "2",
+                   "--quiet") == 2
     assert "unknown setting(s) gradient_accumulation_steps" in capsys.readouterr().err

@@ -107,7 +107,7 @@ def test_a_run_resumes_on_another_number_of_processes(tmp_path, pairs_folder):
 
 def test_batch_apply_shares_the_images_finishes_past_a_bad_one_and_skips_finished_ones(tmp_path, pairs_folder):
     edit = tmp_path / "warm.edit"
-    assert main(["learn", str(pairs_folder), "-o", str(edit), "--quiet"]) == 0  # colormap: instant
+    assert main(["learn", str(pairs_folder), "-o", str(edit), "--method", "colormap", "--quiet"]) == 0  # instant
     photos = tmp_path / "photos"
     photos.mkdir()
     for index in range(7):

@@ -13,6 +13,10 @@ from .pix2pix import Pix2Pix
 
 REGISTRY: dict[str, Method] = {method.name: method for method in (Identity(), ColorMap(), Pix2Pix(), FewShot(), PairEdit(), Loc())}
 
+DEFAULT_METHOD = "fewshot"
+"""What `learn` (CLI, Python, web page) uses when no method is named: the one method that learns any
+kind of edit with no pretrained weights (BENCHMARKS.md: ahead of pix2pix and colormap on the mean)."""
+
 
 def get_method(name: str, source: str = "--method") -> Method:
     try:
@@ -23,4 +27,4 @@ def get_method(name: str, source: str = "--method") -> Method:
         ) from None
 
 
-__all__ = ["Edit", "Method", "MethodConfig", "REGISTRY", "get_method"]
+__all__ = ["DEFAULT_METHOD", "Edit", "Method", "MethodConfig", "REGISTRY", "get_method"]

@@ -25,10 +25,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..errors import AnalogizeError  # noqa: E402
-from ..methods import REGISTRY  # noqa: E402
+from ..methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
 from .jobs import RESULTS_ZIP, Jobs, TrainingStatus  # noqa: E402
 
-DEFAULT_METHOD = "colormap"
 REFRESH_SECONDS = 1.0
 PAINT_COLOUR = "#ff2d55"
 """Half-transparent strokes, so the photo shows through where the edit will act."""
