@@ -59,7 +59,7 @@ class FewShotConfig(TrainableConfig):
     """Random small rotations, scalings and shifts of (x_j, y_j), both sides alike. The paper uses
     it, but it is only faithful to edits that commute with it: a vignette is tied to the frame,
     and a filter of fixed pixel size changes under scaling (`vignette`, 300 steps: 20.0 dB with it,
-    26.2 and 28.1 without). Off unless the edit is free of both (e.g. a colour mapping)."""
+    26.2 and 28.1 without). Turn it on only for edits free of both (e.g. a pure colour mapping)."""
     color_jitter: bool = False
     """Random brightness/contrast/saturation of (x_j, y_j), both sides alike. The paper uses it, but
     jittering both sides of a colour edit teaches a different colour mapping than the pairs show,
