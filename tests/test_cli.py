@@ -194,6 +194,17 @@ def test_task_diou_needs_pairs_of_one_size(tmp_path):
     assert evaluation.mean["diou"] == 0.0  # identity changes nothing the edit changed
 
 
+def test_learn_without_a_method_learns_fewshot(tmp_path, pair_folder):
+    from analogize.api import learn
+    from analogize.editfile import load_edit
+    from analogize.pairs import PairSet
+
+    output = tmp_path / "default.edit"
+    assert run_cli("learn", pair_folder, "-o", output, "--preset", "tiny", "--steps", "1", "--quiet") == 0
+    assert load_edit(output).method == "fewshot"
+    assert learn(PairSet.from_folder(pair_folder), preset="tiny", steps=1).method == "fewshot"
+
+
 def test_learn_passes_training_options_to_the_method(tmp_path, pair_folder, capsys):
     output = tmp_path / "accumulated.edit"
     assert run_cli("learn", pair_folder, "-o", output, "--method", "pix2pix", "--preset", "tiny", "--steps", "3",

@@ -14,7 +14,7 @@ from analogize.methods import get_method
 from analogize.methods.fewshot import FewShotEdit, reference_pairs
 from analogize.methods.fewshot import sample as sample_module
 from analogize.methods.fewshot.model import FewShotModel, transform, warp
-from analogize.methods.fewshot.train import compute_losses, draw_batch, pair_indices, train
+from analogize.methods.fewshot.train import FewShotTask, compute_losses, draw_batch, pair_indices, train
 from analogize.pairs import Augmentation, PairSet
 from conftest import assert_same_weights, inverted_pairs, learn_interrupted_then_resumed
 
@@ -70,6 +70,16 @@ def test_the_latent_has_unit_scale_per_image_whatever_the_encoder_weights():
     mean, _, _ = model.vae.encoder(images)
     root_mean_square = mean.pow(2).mean(dim=(1, 2, 3)).sqrt()
     torch.testing.assert_close(root_mean_square, torch.ones(3), atol=1e-4, rtol=0)
+
+
+def test_training_keeps_the_frame_in_place_unless_affine_is_asked_for(inverted_pairs):
+    # A random affine warp moves a frame-bound edit such as a vignette (see FewShotConfig.affine).
+    assert not FewShotTask(inverted_pairs, tiny_config()).augmentation.affine
+    assert FewShotTask(inverted_pairs, tiny_config(affine=True)).augmentation.affine
+
+
+def test_the_cpu_preset_trains_in_bf16():
+    assert get_method("fewshot").make_config("cpu").loop_settings(ema_module="model", progress=False).mixed_precision == "bf16"
 
 
 @pytest.mark.parametrize("size", [32, 128])
