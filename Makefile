@@ -37,7 +37,7 @@ test: $(STAMP) $(CHROMIUM)
 
 bench: $(STAMP)
 	bash benchmarks/fetch_photos.sh
-	$(BIN)/analogize bench --methods identity,colormap,pix2pix --shots 20 --out bench-output
+	$(BIN)/analogize bench --methods identity,colormap,unet,pix2pix --shots 20 --out bench-output
 
 clean:
 	rm -rf $(VENV) demo-output bench-output

@@ -94,11 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=run_evaluate)
 
     bench = commands.add_parser("bench", parents=[common], help="built-in benchmark on procedural edits")
-    bench.add_argument("--methods", default="identity,colormap,pix2pix",
+    bench.add_argument("--methods", default="identity,colormap,unet,pix2pix",
                        help="comma-separated; NAME[setting=value,...] gives a method settings of its own, "
                             "e.g. pix2pix[steps=2400] or fewshot[n_to_n=false]")
-    bench.add_argument("--edits", default=None, help="comma-separated (default: all)")
-    bench.add_argument("--shots", type=int, default=20, help="training pairs per edit")
+    bench.add_argument("--edits", default=None,
+                       help="comma-separated edits or sets (classic, filters; default: all)")
+    bench.add_argument("--shots", type=shot_list, default=[20],
+                       help="training pairs per edit; a comma-separated list for a shots curve (1,3,5,10,20)")
     bench.add_argument("--size", type=int, default=128, help="crop size in pixels")
     bench.add_argument("--test-images", type=int, default=12, help="held-out test crops per edit")
     bench.add_argument("--preset", help="preset for every method that has it (default: each method's own)")
@@ -357,17 +359,14 @@ def expand_images(paths: list[Path]) -> list[Path]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .editfile import load_edit
-    from .evaluation import evaluate_edit
+    from .evaluation import evaluate_edit, score_table
     from .pairs import PairSet
     from .report import SheetRow, contact_sheet, markdown_table, write_report
 
     edit = load_edit(args.edit)
     pairs = PairSet.from_folder(args.pairs, resize_mismatched=args.resize_pairs, max_pixels=args.max_pixels)
     evaluation = evaluate_edit(edit, pairs, progress=args.progress)
-    header = ["pair", "PSNR dB", "SSIM", "DIoU"]
-    rows = [[score.name, score.psnr, score.ssim, score.diou] for score in evaluation.scores]
-    mean = evaluation.mean
-    rows.append(["mean", mean["psnr"], mean["ssim"], mean["diou"]])
+    header, rows = score_table(evaluation)
     sheet = contact_sheet(
         ["before", "result", "expected after"],
         [SheetRow(pair.name, [pair.before, result, pair.after]) for pair, result in zip(pairs, evaluation.results)],
@@ -378,6 +377,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(markdown_table(header, rows))
     print(f"report: {page}")
     return 0
+
+
+def shot_list(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of pair counts") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give pair counts of at least 1")
+    return counts
 
 
 def run_bench_command(args: argparse.Namespace) -> int:

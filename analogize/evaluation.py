@@ -1,5 +1,8 @@
 """Score an edit against pairs with known answers; shared by `evaluate`, `bench` and `demo`.
 
+Each pair gets PSNR, SSIM, MS-SSIM, the sharpness ratio and DIoU (see metrics.py): the first three
+measure fidelity, the sharpness ratio catches the blurred guess that fidelity scores reward.
+
 DIoU is reported two ways. `mean["diou"]` averages the DIoU of each pair (changed pixels of
 before→result against before→expected), which stays meaningful for photos that are not aligned,
 such as the benchmark's random crops. `task_diou` is the few-shot paper's task-level form (IoU of
@@ -16,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .methods.base import Edit
-from .metrics import diou, diou_over_pairs, psnr, ssim
+from .metrics import diou, diou_over_pairs, ms_ssim, psnr, sharpness_ratio, ssim
 from .pairs import PairSet
 
 
@@ -25,7 +28,12 @@ class PairScore:
     name: str
     psnr: float
     ssim: float
+    ms_ssim: float
+    sharpness: float
     diou: float
+
+
+METRICS = ("psnr", "ssim", "ms_ssim", "sharpness", "diou")
 
 
 @dataclass
@@ -39,7 +47,7 @@ class Evaluation:
     def mean(self) -> dict[str, float]:
         return {
             metric: float(np.mean([getattr(score, metric) for score in self.scores]))
-            for metric in ("psnr", "ssim", "diou")
+            for metric in METRICS
         }
 
     def as_dict(self) -> dict:
@@ -49,6 +57,18 @@ class Evaluation:
             "apply_seconds_per_image": self.apply_seconds_per_image,
             "pairs": [score.__dict__ for score in self.scores],
         }
+
+
+SCORE_HEADER = ["PSNR dB", "SSIM", "MS-SSIM", "sharpness", "DIoU"]
+
+
+def score_table(evaluation: Evaluation, names: list[str] | None = None) -> tuple[list[str], list[list[object]]]:
+    """The per-pair table of `evaluate` and `demo`: header and rows, one per pair (labelled by
+    `names`, default the pair names) and a last 'mean' row."""
+    labels = names or [score.name for score in evaluation.scores]
+    rows = [[label] + [getattr(score, metric) for metric in METRICS] for label, score in zip(labels, evaluation.scores)]
+    rows.append(["mean"] + [evaluation.mean[metric] for metric in METRICS])
+    return ["pair"] + SCORE_HEADER, rows
 
 
 def evaluate_edit(edit: Edit, pairs: PairSet, *, seed: int = 0, progress: bool = False) -> Evaluation:
@@ -65,6 +85,8 @@ def evaluate_edit(edit: Edit, pairs: PairSet, *, seed: int = 0, progress: bool =
                 name=pair.name,
                 psnr=psnr(result, pair.after),
                 ssim=ssim(result, pair.after),
+                ms_ssim=ms_ssim(result, pair.after),
+                sharpness=sharpness_ratio(result, pair.after),
                 diou=diou(pair.before, result, pair.after),
             )
         )

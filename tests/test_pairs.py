@@ -260,7 +260,7 @@ def test_crop_the_size_of_the_image_is_the_whole_image(random_image):
 def test_crop_batch_shapes_and_sources(random_image):
     images = [random_image(30 + 5 * i, 40, seed=i) for i in range(3)]
     pairs = [Pair(str(i), image, invert(image)) for i, image in enumerate(images)]
-    befores, afters = sample_crop_batch(pairs, 7, 12, np.random.default_rng(0))
+    befores, afters, positions = sample_crop_batch(pairs, 7, 12, np.random.default_rng(0))
     assert befores.shape == afters.shape == (7, 12, 12, 3)
     assert befores.dtype == afters.dtype == np.float32
     for crop_before, crop_after in zip(befores, afters):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..editfile import save_edit
-from ..evaluation import evaluate_edit
+from ..evaluation import evaluate_edit, score_table
 from ..images import fit_within, save_image
 from ..methods import get_method
 from ..report import SheetRow, contact_sheet, write_report
@@ -47,15 +47,13 @@ def run_demo(out_dir: Path, *, progress: bool = True, seed: int = 0) -> Path:
         [SheetRow(name, [pair.before, result, pair.after])
          for name, pair, result in zip(names, test_pairs, evaluation.results)],
     )
-    mean = evaluation.mean
-    rows = [[name, score.psnr, score.ssim, score.diou] for name, score in zip(names, evaluation.scores)]
-    rows.append(["mean", mean["psnr"], mean["ssim"], mean["diou"]])
+    header, rows = score_table(evaluation, names)
     page = write_report(
         out_dir,
         f"analogize demo: '{DEMO_EDIT}' learned with {DEMO_METHOD}",
         {"edit": DEMO_EDIT, "method": DEMO_METHOD, "train_pairs": TRAIN_PAIRS,
          "learn_seconds": edit.provenance.seconds if edit.provenance else None, **evaluation.as_dict()},
-        ["photo", "PSNR dB", "SSIM", "DIoU"],
+        ["photo"] + header[1:],
         rows,
         {"contact_sheet": sheet},
         notes=f"{EDITS[DEMO_EDIT].description} Learned from {TRAIN_PAIRS} pairs of {CROP_SIZE}px crops of "

@@ -4,13 +4,23 @@ Each edit is a fixed, deterministic function from a float32 (H, W, 3) image in [
 the same shape, so applying it to any photo gives a true before/after pair and a method's output
 can be scored against the real target with PSNR and SSIM.
 
-The set mixes the three kinds of edit a method has to handle:
+Two sets: `classic`, seven edits written here (the benchmark of the first releases), and
+`filters`, real filters of well-kept libraries (Pillow's relief and contour, OpenCV's detail
+enhancement, edge-preserving smoothing and a cartoon made of its bilateral filter and adaptive
+threshold) plus a whole-frame look on large pairs. The filters are nobody's tuning target: they are
+what a user's own photo program does.
+
+Every set mixes the three kinds of edit a method has to handle:
 
 - "colour": a per-pixel colour mapping (the same input colour always gives the same output colour);
 - "local": the output depends on a pixel's neighbourhood (filters, stylisation, sketching);
 - "spatial": the output depends on where the pixel is in the frame. These use coordinates relative
   to the image size, so the effect looks the same at any resolution. Local filters, like their
   counterparts in photo editors, work at a fixed scale in pixels.
+
+An edit may name the size of its pairs (`pair_size`): the whole-frame look is learned from 512 px
+pairs and scored at that size, so a method must learn a frame-tied effect from pairs larger than
+its training crop and apply it over a frame larger than its tile.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image, ImageFilter
 
 from ..errors import AnalogizeError
 from ..images import to_uint8
@@ -36,6 +47,8 @@ class ProceduralEdit:
     """"colour", "local" or "spatial" (see the module docstring)."""
     description: str
     fn: Callable[[np.ndarray], np.ndarray]
+    pair_size: int | None = None
+    """Side of the benchmark's pairs for this edit; None: the benchmark's --size."""
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         return self.fn(image)
@@ -71,13 +84,12 @@ def tone(image: np.ndarray, levels: int = 6) -> np.ndarray:
 
 
 def stylize(image: np.ndarray) -> np.ndarray:
-    painted = cv2.stylization(to_uint8(image), sigma_s=60, sigma_r=0.45)
-    return _finish(painted.astype(np.float32) / 255.0)
+    return _from_uint8(cv2.stylization(to_uint8(image), sigma_s=60, sigma_r=0.45))
 
 
 def sketch(image: np.ndarray) -> np.ndarray:
     grey, _colour = cv2.pencilSketch(to_uint8(image), sigma_s=40, sigma_r=0.08, shade_factor=0.04)
-    return _finish(np.repeat(grey[..., None], 3, axis=2).astype(np.float32) / 255.0)
+    return _from_uint8(np.repeat(grey[..., None], 3, axis=2))
 
 
 def blur(image: np.ndarray) -> np.ndarray:
@@ -91,15 +103,74 @@ def sharpen(image: np.ndarray) -> np.ndarray:
 
 
 def vignette(image: np.ndarray) -> np.ndarray:
-    height, width = image.shape[:2]
-    # Pixel centres in [-1, 1] across each axis, so the effect scales with the frame.
-    y = ((np.arange(height, dtype=np.float32) + 0.5) / height * 2.0 - 1.0)[:, None]  # (H, 1)
-    x = ((np.arange(width, dtype=np.float32) + 0.5) / width * 2.0 - 1.0)[None, :]  # (1, W)
+    y, x = _frame_radius(*image.shape[:2])
     radius = np.sqrt(x**2 + y**2) / np.sqrt(2.0)  # 0 at the centre, 1 in the corners
     darkening = 1.0 - 0.75 * _smoothstep(np.clip((radius - 0.25) / 0.75, 0.0, 1.0))  # (H, W)
     # Warm light from the top of the frame fading out toward the bottom.
     warmth = (1.0 - (y + 1.0) / 2.0)[..., None] * np.array([0.08, 0.02, -0.08], dtype=np.float32)
     return _finish(image * (1.0 + warmth) * darkening[..., None])
+
+
+def _frame_radius(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres in [-1, 1] across each axis, (H, 1) and (1, W), so an effect scales with the frame."""
+    y = ((np.arange(height, dtype=np.float32) + 0.5) / height * 2.0 - 1.0)[:, None]
+    x = ((np.arange(width, dtype=np.float32) + 0.5) / width * 2.0 - 1.0)[None, :]
+    return y, x
+
+
+# --- real filters ------------------------------------------------------------------------------
+# Each runs the library's filter on the 8-bit image, as a photo program would.
+
+
+def emboss(image: np.ndarray) -> np.ndarray:
+    # Pillow's EMBOSS: a signed diagonal derivative around mid-grey, clipped at black and white.
+    return _from_uint8(np.asarray(Image.fromarray(to_uint8(image)).filter(ImageFilter.EMBOSS)))
+
+
+def contour(image: np.ndarray) -> np.ndarray:
+    # Pillow's CONTOUR on the grey image: dark strokes on white, like a drawing.
+    grey = np.asarray(Image.fromarray(to_uint8(image)).convert("L").filter(ImageFilter.CONTOUR))
+    return _from_uint8(np.repeat(grey[..., None], 3, axis=2))
+
+
+def detail(image: np.ndarray) -> np.ndarray:
+    return _from_uint8(cv2.detailEnhance(to_uint8(image), sigma_s=10, sigma_r=0.15))
+
+
+def smooth(image: np.ndarray) -> np.ndarray:
+    return _from_uint8(cv2.edgePreservingFilter(to_uint8(image), flags=cv2.RECURS_FILTER, sigma_s=60,
+                                                sigma_r=0.4))
+
+
+def cartoon(image: np.ndarray) -> np.ndarray:
+    # The usual OpenCV cartoon: colours flattened by two bilateral passes and posterised to four
+    # levels a channel, outlines from an adaptive threshold of the median-filtered grey image.
+    pixels = to_uint8(image)
+    flat = pixels
+    for _ in range(2):
+        flat = cv2.bilateralFilter(flat, 9, 75, 75)
+    flat = (flat // 64) * 64 + 32
+    grey = cv2.medianBlur(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY), 5)
+    light = cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 9, 5)
+    return _from_uint8(np.where(light[..., None] > 0, flat, 0).astype(np.uint8))
+
+
+# The classic sepia matrix (rows: output R, G, B), as in image editors' "sepia" filters.
+SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], dtype=np.float32)
+
+
+def frame(image: np.ndarray) -> np.ndarray:
+    """Sepia toned towards the centre of the frame, with darkened corners: every pixel's change
+    depends on where it sits in the frame."""
+    y, x = _frame_radius(*image.shape[:2])
+    radius = np.sqrt(x**2 + y**2) / np.sqrt(2.0)  # (H, W): 0 at the centre, 1 in the corners
+    sepia = image @ SEPIA.T
+    toned = image + (1.0 - 0.6 * radius)[..., None] * (sepia - image)
+    return _finish(toned * (1.0 - 0.6 * radius**2)[..., None])
+
+
+def _from_uint8(pixels: np.ndarray) -> np.ndarray:
+    return pixels.astype(np.float32) / 255.0
 
 
 def _smoothstep(t: np.ndarray) -> np.ndarray:
@@ -125,8 +196,32 @@ EDITS: dict[str, ProceduralEdit] = {
         ProceduralEdit("blur", "local", "Gaussian blur, sigma 2 px.", blur),
         ProceduralEdit("sharpen", "local", "Unsharp mask, sigma 1.5 px, amount 1.5.", sharpen),
         ProceduralEdit("vignette", "spatial", "Darkened corners and warm light from the top.", vignette),
+        ProceduralEdit("emboss", "local", "Relief: Pillow's EMBOSS filter.", emboss),
+        ProceduralEdit("contour", "local", "Grey drawing: Pillow's CONTOUR filter on the grey image.", contour),
+        ProceduralEdit("detail", "local", "Detail enhancement (OpenCV detailEnhance).", detail),
+        ProceduralEdit("smooth", "local", "Edge-preserving smoothing (OpenCV edgePreservingFilter).", smooth),
+        ProceduralEdit("cartoon", "local", "Flat posterised colour with dark outlines (OpenCV bilateral "
+                       "filter and adaptive threshold).", cartoon),
+        ProceduralEdit("frame", "spatial", "Sepia fading out from the centre, darkened corners; 512 px pairs.",
+                       frame, pair_size=512),
     )
 }
+
+EDIT_SETS: dict[str, tuple[str, ...]] = {
+    "classic": ("grade", "tone", "stylize", "sketch", "blur", "sharpen", "vignette"),
+    "filters": ("emboss", "contour", "detail", "smooth", "cartoon", "frame"),
+}
+"""Named groups of edits: `analogize bench --edits filters`."""
+
+
+def expand_edit_names(names: Sequence[str]) -> list[str]:
+    """Edit names with set names replaced by their members, in order, each once."""
+    expanded: list[str] = []
+    for name in names:
+        for member in EDIT_SETS.get(name, (name,)):
+            if member not in expanded:
+                expanded.append(member)
+    return expanded
 
 
 def get_edit(name: str) -> ProceduralEdit:

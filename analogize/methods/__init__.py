@@ -10,8 +10,9 @@ from .identity import Identity
 from .loc import Loc
 from .pairedit import PairEdit
 from .pix2pix import Pix2Pix
+from .unet import UNetMethod
 
-REGISTRY: dict[str, Method] = {method.name: method for method in (Identity(), ColorMap(), Pix2Pix(), FewShot(), PairEdit(), Loc())}
+REGISTRY: dict[str, Method] = {method.name: method for method in (Identity(), ColorMap(), Pix2Pix(), UNetMethod(), FewShot(), PairEdit(), Loc())}
 
 DEFAULT_METHOD = "fewshot"
 """What `learn` (CLI, Python, web page) uses when no method is named: the one method that learns any

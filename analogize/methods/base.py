@@ -148,6 +148,11 @@ class Edit(abc.ABC):
         return blend(image, edited, weight)
 
 
+def channels_first(arrays) -> torch.Tensor:
+    """(H, W, C) arrays, stacked (N, H, W, C) or a list of them -> one (N, C, H, W) float tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2)))
+
+
 def check_apply_inputs(image: np.ndarray, strength: float) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
         raise AnalogizeError(

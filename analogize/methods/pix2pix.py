@@ -235,7 +235,7 @@ class Pix2PixTask:
         self.fingerprint = config.fingerprint(pairs)
 
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        before, after = sample_crop_batch(
+        before, after, _positions = sample_crop_batch(
             self.pairs, self.config.batch_size, self.config.crop_size, rng, self.augmentation
         )
         return to_model_range(before), to_model_range(after)

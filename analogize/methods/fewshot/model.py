@@ -5,7 +5,9 @@
     x_j ──VAE enc──► x_j latent ─────────────────────┴─concat──► M_y (DiT) ──► ŷ_j latent
                  └── encoder features (skips) ──────────────────► VAE dec ──► ŷ_j
 
-- `VAE`: convolutional encoder/decoder. The decoder takes skip connections from the encoder run on
+- `VAE`: convolutional encoder/decoder. With `frame_position` the encoder also reads each pixel's
+  (x, y) in its whole frame (pairs.frame_position), so frame-tied effects reach the latent and the
+  skips; this is ours, not the paper's (which trains and applies at one frame size). The decoder takes skip connections from the encoder run on
   the *query* x_j (the only image at full resolution that exists when applying, and pixel-aligned
   with y_j), and adds noise with a learned per-channel scale (zero at start) after every convolution.
 - `FlowColorNet` (M_x): a small U-Net on (x_i, x_j) that predicts per pixel a flow F (an offset of
@@ -81,10 +83,11 @@ class Encoder(nn.Module):
     (N, c, H/d, W/d), and the features at each finer level for the decoder's skips:
     [(N, C_0, H, W), (N, C_1, H/2, W/2), ...]."""
 
-    def __init__(self, width: int, levels: int, latent_channels: int):
+    def __init__(self, width: int, levels: int, latent_channels: int, position_channels: int = 0):
         super().__init__()
         channels = level_channels(width, levels)
-        self.stem = ConvLayer(3, channels[0])
+        self.position_channels = position_channels
+        self.stem = ConvLayer(3 + position_channels, channels[0])
         self.down = nn.ModuleList(
             nn.Sequential(ConvLayer(channels[level], channels[level + 1], stride=2),
                           ConvLayer(channels[level + 1], channels[level + 1]))
@@ -92,7 +95,11 @@ class Encoder(nn.Module):
         )
         self.to_moments = nn.Conv2d(channels[-1], 2 * latent_channels, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, position: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        # x (N, 3, H, W); position (N, 2, H, W), read only when the encoder was built for it
+        if self.position_channels:
+            x = torch.cat([x, position.to(x.dtype)], dim=1)
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(skips[-1]))  # each halves H and W
@@ -147,7 +154,8 @@ class VAE(nn.Module):
     def __init__(self, config: FewShotConfig):
         super().__init__()
         levels = int(math.log2(config.latent_downsampling))
-        self.encoder = Encoder(config.vae_width, levels, config.latent_channels)
+        self.encoder = Encoder(config.vae_width, levels, config.latent_channels,
+                               position_channels=2 if config.frame_position else 0)
         self.decoder = Decoder(config.vae_width, levels, config.latent_channels,
                                skips=config.vae_skips, noise=config.decoder_noise)
 
@@ -404,15 +412,17 @@ class FewShotModel(nn.Module):
         self.initialize_weights()
 
     def forward(self, x_i: torch.Tensor, y_i: torch.Tensor, x_j: torch.Tensor, y_j: torch.Tensor,
-                sigma: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The training pass: images (N, 3, S, S), noise levels σ (N,), latent noise ε (N, c, h, w)
-        -> everything the losses need (see train.py)."""
+                sigma: torch.Tensor, noise: torch.Tensor, position_i: torch.Tensor,
+                position_j: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training pass: images (N, 3, S, S), noise levels σ (N,), latent noise ε (N, c, h, w),
+        frame positions of the i and j crops (N, 2, S, S) -> everything the losses need (see train.py)."""
         n = x_i.shape[0]
         flow_color = self.flow(x_i, x_j)  # (N, 4, S/f, S/f)
         condition = self.condition_tokens(flow_color)  # (N, T, D)
 
         # One encoder pass for the three images that need it.
-        means, log_variances, skips = self.vae.encoder(torch.cat([y_i, x_j, y_j]))
+        means, log_variances, skips = self.vae.encoder(torch.cat([y_i, x_j, y_j]),
+                                                       torch.cat([position_i, position_j, position_j]))
         mean_y_i, mean_x_j, mean_y_j = means.split(n)
         log_variance_y_j = log_variances[2 * n:]
         query_skips = [features[n:2 * n] for features in skips]  # the decoder always sees x_j's details

@@ -10,18 +10,18 @@
    transform): the model then acts as a denoiser of its own estimate;
 4. decode the estimate with the skips of the query's encoder features.
 
-`edit_image` runs `sample` on overlapping tiles of an image of any size and blends them with
-raised-cosine weights, so no seams show; an image smaller than a tile is mirrored out to one tile.
+`edit_image` runs `sample` on overlapping tiles of an image of any size (tiling.py: raised-cosine
+blending, each tile with its frame positions, so a frame-tied effect is drawn once over the frame).
 Random draws (latent noise, decoder noise) come from one generator seeded by `seed`.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from ...tiling import edit_in_tiles
+from ..base import channels_first
 from .model import FewShotModel, noised
 
 
@@ -43,18 +43,19 @@ def denoise(model: FewShotModel, latent: torch.Tensor, sigma: float, query: torc
 def sample(
     model: FewShotModel,
     references_before: torch.Tensor,
-    references_after: torch.Tensor,
+    reference_latents: torch.Tensor,
     queries: torch.Tensor,
+    queries_position: torch.Tensor,
     *,
     steps: int,
     start_noise: float,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Edit `queries` (T, 3, S, S) with the K reference pairs (K, 3, S, S) each; all in [-1, 1].
+    """Edit `queries` (T, 3, S, S) in [-1, 1], placed in their frame by `queries_position`
+    (T, 2, S, S), with K references: x_i (K, 3, S, S) and the latents of y_i (K, c, h, w).
     Returns (T, 3, S, S), unclipped."""
     tiles, count = queries.shape[0], references_before.shape[0]
-    reference_latents, _, _ = model.vae.encoder(references_after)  # (K, c, h, w)
-    query_means, _, query_skips = model.vae.encoder(queries)  # (T, c, h, w)
+    query_means, _, query_skips = model.vae.encoder(queries, queries_position)  # (T, c, h, w)
     query_latents = model.query_latent(query_means)
 
     # Row t·K + k couples query t with reference k.
@@ -72,30 +73,11 @@ def sample(
     return model.vae.decoder(estimate, query_skips, generator)
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles covering [0, length), evenly spread, overlapping by at least
-    `overlap`; the last tile ends at `length`. `length` is at least `tile`."""
-    if length <= tile:
-        return [0]
-    count = math.ceil((length - tile) / (tile - overlap)) + 1
-    return [round(k * (length - tile) / (count - 1)) for k in range(count)]
-
-
-def blend_window(tile: int, overlap: int) -> np.ndarray:
-    """(tile, tile, 1) weights: 1 inside, falling to near 0 at the edges along a raised cosine
-    `overlap` pixels wide, never exactly 0 (a pixel covered by one tile edge keeps its value)."""
-    ramp = np.ones(tile, dtype=np.float32)
-    if overlap > 0:
-        rising = 0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)
-        ramp[:overlap] = rising
-        ramp[tile - overlap:] = np.minimum(ramp[tile - overlap:], rising[::-1])
-    return (ramp[:, None] * ramp[None, :])[..., None]
-
-
 def edit_image(
     model: FewShotModel,
     references_before: torch.Tensor,
     references_after: torch.Tensor,
+    references_position: torch.Tensor,
     image: np.ndarray,
     *,
     tile: int,
@@ -103,28 +85,23 @@ def edit_image(
     steps: int,
     start_noise: float,
     seed: int,
+    bf16: bool = False,
     tiles_per_batch: int = 16,
 ) -> np.ndarray:
-    """Edit an (H, W, 3) float image in [0, 1] of any size, tile by tile; returns (H, W, 3) float32."""
-    height, width = image.shape[:2]
-    # Mirror small images out to a whole tile ("symmetric" works even for a 1-pixel side).
-    padded = np.pad(image, ((0, max(0, tile - height)), (0, max(0, tile - width)), (0, 0)), mode="symmetric")
-    padded_height, padded_width = padded.shape[:2]
-    corners = [(top, left) for top in tile_starts(padded_height, tile, overlap)
-               for left in tile_starts(padded_width, tile, overlap)]
-    window = blend_window(tile, overlap)
-    total = np.zeros((padded_height, padded_width, 3), dtype=np.float32)
-    weights = np.zeros((padded_height, padded_width, 1), dtype=np.float32)
+    """Edit an (H, W, 3) float image in [0, 1] of any size, tile by tile; returns (H, W, 3) float32.
+    With `bf16` the networks run under bf16 autocast, as they trained under the `bf16` presets."""
     device = references_before.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    for first in range(0, len(corners), tiles_per_batch):
-        batch = corners[first:first + tiles_per_batch]
-        crops = np.stack([padded[top:top + tile, left:left + tile] for top, left in batch])
-        queries = torch.from_numpy(crops.transpose(0, 3, 1, 2).copy()).to(device) * 2.0 - 1.0
-        edited = sample(model, references_before, references_after, queries,
-                        steps=steps, start_noise=start_noise, generator=generator)
-        edited = ((edited.float().cpu().permute(0, 2, 3, 1).numpy() + 1.0) / 2.0)  # (B, S, S, 3) in ~[0, 1]
-        for (top, left), result in zip(batch, edited):
-            total[top:top + tile, left:left + tile] += window * result
-            weights[top:top + tile, left:left + tile] += window
-    return np.clip(total / weights, 0.0, 1.0)[:height, :width].astype(np.float32)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        reference_latents, _, _ = model.vae.encoder(references_after, references_position)  # once per image
+
+    def edit_tiles(crops: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        # Channels-last like the edit's model (FewShotEdit): oneDNN's fastest layout for convolutions.
+        queries = channels_first(crops).to(device, memory_format=torch.channels_last) * 2.0 - 1.0
+        queries_position = channels_first(positions).to(device, memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            edited = sample(model, references_before, reference_latents, queries, queries_position,
+                            steps=steps, start_noise=start_noise, generator=generator)
+        return (edited.float().cpu().permute(0, 2, 3, 1).numpy() + 1.0) / 2.0  # (B, S, S, 3) in ~[0, 1]
+
+    return edit_in_tiles(image, edit_tiles, tile=tile, overlap=overlap, tiles_per_batch=tiles_per_batch)

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from torch import nn
 
-from ...pairs import Augmentation, PairSet, sample_crop_pair
+from ...pairs import Augmentation, PairSet, sample_positioned_crop_pair
 from ...training import TrainingResult, run_training
+from ..base import channels_first
 from .config import FewShotConfig
 from .model import FewShotModel
 
@@ -44,27 +45,29 @@ def pair_indices(count: int, batch_size: int, rng: np.random.Generator, n_to_n: 
 
 def to_model_range(images: list[np.ndarray]) -> torch.Tensor:
     """(H, W, 3) arrays in [0, 1] -> (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy()) * 2.0 - 1.0
+    return channels_first(images) * 2.0 - 1.0
 
 
 def draw_batch(pairs: PairSet, config: FewShotConfig, rng: np.random.Generator,
                augmentation: Augmentation) -> dict[str, torch.Tensor]:
-    """One batch drawn from `rng` alone: x_i, y_i, x_j, y_j (N, 3, S, S) in [-1, 1], noise levels
-    σ (N,) and latent noise ε (N, c, S/d, S/d)."""
+    """One batch drawn from `rng` alone: x_i, y_i, x_j, y_j (N, 3, S, S) in [-1, 1], the frame
+    positions of the i and j crops (N, 2, S, S), noise levels σ (N,) and latent noise ε
+    (N, c, S/d, S/d)."""
     size = config.crop_size
     first, second = pair_indices(len(pairs), config.batch_size, rng, config.n_to_n)
-    x_i, y_i, x_j, y_j = [], [], [], []
+    x_i, y_i, x_j, y_j, position_i, position_j = [], [], [], [], [], []
     for i, j in zip(first, second):
-        target_before, target_after = sample_crop_pair(pairs[int(j)], size, rng, augmentation)
-        if config.n_to_n:
-            source_before, source_after = sample_crop_pair(pairs[int(i)], size, rng)
-        else:  # the very same crop on both sides: M_x and M_y learn x_i -> x_i and y_i -> y_i
-            source_before, source_after = target_before, target_after
-        x_i.append(source_before), y_i.append(source_after), x_j.append(target_before), y_j.append(target_after)
+        target = sample_positioned_crop_pair(pairs[int(j)], size, rng, augmentation)
+        # Without n-to-n the very same crop is on both sides: M_x and M_y learn x_i -> x_i, y_i -> y_i.
+        source = sample_positioned_crop_pair(pairs[int(i)], size, rng) if config.n_to_n else target
+        for side, crop in ((x_i, source[0]), (y_i, source[1]), (position_i, source[2]),
+                           (x_j, target[0]), (y_j, target[1]), (position_j, target[2])):
+            side.append(crop)
     latent_side = size // config.latent_downsampling
     return {
         "x_i": to_model_range(x_i), "y_i": to_model_range(y_i),
         "x_j": to_model_range(x_j), "y_j": to_model_range(y_j),
+        "position_i": channels_first(position_i), "position_j": channels_first(position_j),
         "sigma": torch.from_numpy(rng.uniform(0.0, 1.0, size=config.batch_size).astype(np.float32)),
         "noise": torch.from_numpy(rng.standard_normal(
             (config.batch_size, config.latent_channels, latent_side, latent_side)).astype(np.float32)),
@@ -107,7 +110,8 @@ class FewShotTask:
         config = self.config
         model = self.modules["model"]
         # Through the prepared module itself, so distributed gradient sync and autocast apply.
-        outputs = model(batch["x_i"], batch["y_i"], batch["x_j"], batch["y_j"], batch["sigma"], batch["noise"])
+        outputs = model(batch["x_i"], batch["y_i"], batch["x_j"], batch["y_j"], batch["sigma"], batch["noise"],
+                        batch["position_i"], batch["position_j"])
         losses = compute_losses(outputs, batch, config)
         total = (config.pixel_weight * losses["pixel"] + config.latent_weight * losses["latent"]
                  + config.flow_weight * losses["flow"] + config.vae_weight * losses["vae"]

@@ -37,7 +37,7 @@ from torch import nn
 
 from ...atomic import write_text_atomic
 from ...backbones import Backbone, Level, load_backbone, quiet_loading
-from ...bench.edits import EDITS
+from ...bench.edits import EDIT_SETS, EDITS
 from ...distributed import process_state
 from ...errors import AnalogizeError
 from ...training import LoopSettings, run_training
@@ -252,7 +252,8 @@ def train_loc(config: LocConfig, folder: Path, *, resume: bool = False, progress
         raise AnalogizeError("train-loc: this preset builds on a real InstructPix2Pix; give --base-model DIR (a "
                              "download of timbrooks/instruct-pix2pix), or use the tiny or cpu preset, "
                              "which train their own")
-    train_edits = [name for name in EDITS if name not in config.hold_out]
+    # The classic set only: the whole-frame filter needs large pairs, which loc's quads are not.
+    train_edits = [name for name in EDIT_SETS["classic"] if name not in config.hold_out]
     source = quad_source(config.data, config.resolution, train_edits=train_edits, crop_pool=config.crop_pool,
                          seed=config.seed)
     if not config.base_model:
