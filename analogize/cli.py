@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--strength", type=float, default=1.0, help="0 = unchanged, 1 = learned edit")
     apply.add_argument("--strength-map", type=Path, help="greyscale image: per-pixel strength (white = full)")
     apply.add_argument("--mask", type=Path, help="greyscale image: where the edit may act (white)")
+    apply.add_argument("--scale", type=float, default=1.0,
+                       help="edit at this fraction of the photo's size, then resize back: local effects act at "
+                            "the pixel scale of the pairs, so for pairs made from photos shrunk to 1/4, use 0.25")
     apply.add_argument("--seed", type=int, default=0, help="random seed for stochastic methods")
     apply.add_argument("--overwrite", action="store_true",
                        help="redo images whose output exists (default: skip them, so a stopped batch resumes)")
@@ -274,7 +277,7 @@ def run_apply(args: argparse.Namespace) -> int:
 
     def edited(path: Path):
         return edit.apply(load_image(path, args.max_pixels), strength=args.strength, strength_map=strength_map,
-                          mask=mask, seed=args.seed)
+                          mask=mask, seed=args.seed, scale=args.scale)
 
     return run_batch(args, expand_images(args.images), edited, {"edit": str(args.edit), "method": edit.method},
                      f"applied {edit.method} to")

@@ -10,9 +10,9 @@ import pytest
 
 from analogize.bench import corpus
 from analogize.bench.corpus import Photo
-from analogize.bench.edits import EDITS, get_edit, make_pairs
+from analogize.bench.edits import EDIT_SETS, EDITS, SEPIA, expand_edit_names, get_edit, make_pairs
 from analogize.errors import AnalogizeError
-from analogize.images import resize, save_image
+from analogize.images import resize, save_image, to_uint8
 
 
 @pytest.fixture
@@ -169,3 +169,61 @@ def test_make_pairs_applies_the_edit(photo):
 def test_unknown_edit_lists_the_known_ones():
     with pytest.raises(AnalogizeError, match="grade"):
         make_pairs("no-such-edit", [np.zeros((8, 8, 3), np.float32)])
+
+
+def test_edit_sets_cover_every_edit_once_and_expand_in_order():
+    members = [name for names in EDIT_SETS.values() for name in names]
+    assert sorted(members) == sorted(EDITS) and len(members) == len(set(members))
+    assert len(EDIT_SETS["filters"]) >= 6
+    assert expand_edit_names(["blur", "filters", "emboss"]) == ["blur", *EDIT_SETS["filters"]]
+
+
+def test_emboss_and_contour_leave_flat_areas_at_their_offsets():
+    # Both kernels sum to zero: a flat image keeps only the offset, mid-grey and white. Pillow
+    # copies the one-pixel border unfiltered, so that is part of the ground truth too.
+    flat = np.full((20, 24, 3), 0.3, dtype=np.float32)
+    for name, offset in (("emboss", 128 / 255), ("contour", 1.0)):
+        out = get_edit(name)(flat)
+        np.testing.assert_allclose(out[1:-1, 1:-1], offset, atol=1e-6)
+        np.testing.assert_allclose(out[0], to_uint8(flat)[0] / 255, atol=1e-6)
+
+
+def test_emboss_saturates_at_a_strong_edge():
+    # Pillow's EMBOSS is the difference to the upper-left neighbour plus 128, clipped.
+    step = np.zeros((20, 20, 3), dtype=np.float32)
+    step[:, 10:] = 1.0
+    out = get_edit("emboss")(step)
+    assert out[5, 10, 0] == 1.0  # 255 - 0 + 128, clipped to white
+    assert out[5, 5, 0] == pytest.approx(128 / 255)
+
+
+def test_contour_draws_grey_strokes_on_white(photo):
+    out = get_edit("contour")(photo)
+    np.testing.assert_array_equal(out[..., 0], out[..., 1])  # grey
+    assert np.median(out) > 0.9 and out.min() < 0.5  # mostly paper, some dark strokes
+
+
+def test_cartoon_is_flat_posterised_colour_or_black_outline(photo):
+    levels = np.round(get_edit("cartoon")(photo) * 255).astype(int)
+    outline = (levels == 0).all(axis=2)
+    assert 0.01 < outline.mean() < 0.5
+    assert set(np.unique(levels[~outline])) <= {32, 96, 160, 224}
+
+
+def test_detail_and_smooth_leave_a_flat_image_alone():
+    flat = np.full((32, 32, 3), 100 / 255, dtype=np.float32)
+    for name in ("detail", "smooth"):
+        np.testing.assert_allclose(get_edit(name)(flat), flat, atol=2 / 255)
+
+
+def test_frame_tones_the_centre_and_darkens_the_corners_at_any_size():
+    grey = np.full((101, 101, 3), 0.5, dtype=np.float32)
+    out = get_edit("frame")(grey)
+    sepia = SEPIA @ np.full(3, 0.5, dtype=np.float32)
+    np.testing.assert_allclose(out[50, 50], sepia, atol=1e-3)  # radius 0: full sepia, no darkening
+    radius = np.hypot(1 - 1 / 101, 1 - 1 / 101) / np.sqrt(2.0)  # the corner pixel's centre
+    corner = (0.5 + (1 - 0.6 * radius) * (sepia - 0.5)) * (1 - 0.6 * radius**2)
+    np.testing.assert_allclose(out[0, 0], corner, atol=1e-5)
+    large = get_edit("frame")(np.full((303, 303, 3), 0.5, dtype=np.float32))
+    np.testing.assert_allclose(resize(large, (101, 101)), out, atol=0.01)
+    assert get_edit("frame").pair_size == 512

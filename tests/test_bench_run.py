@@ -22,7 +22,7 @@ def test_bench_scores_every_method_on_every_edit(tmp_path):
     assert by_key["grade", "colormap"].psnr > by_key["grade", "identity"].psnr + 5
     assert by_key["grade", "identity"].diou < 1.0
     table = (tmp_path / "results.md").read_text()
-    assert table.startswith("| edit | kind | method | PSNR")
+    assert table.startswith("| edit | kind | shots | method | PSNR | vs unet | SSIM | MS-SSIM | sharpness | DIoU")
     assert table.count("\n") == 2 + len(rows)
     assert len(json.loads((tmp_path / "metrics.json").read_text())["rows"]) == len(rows)
     sheet = load_image(tmp_path / "sheet-grade.png")
@@ -63,3 +63,21 @@ def test_bench_refuses_an_unknown_setting_before_training(tmp_path):
     with pytest.raises(AnalogizeError, match="unknown setting"):
         run_bench(["pix2pix[no_such_setting=1]"], ["grade"], shots=3, size=32, test_images=2, preset="tiny",
                   minimum_photos=5, out_dir=tmp_path, progress=False)
+
+
+def test_a_shots_curve_with_the_unet_margin_and_an_edit_with_pairs_of_its_own_size(tmp_path):
+    rows = run_bench(["identity", "unet"], ["blur", "frame"], shots=[1, 2], size=32, test_images=2, preset="tiny",
+                     minimum_photos=5, out_dir=tmp_path, progress=False)
+    by_key = {(row.edit, row.shots, row.method): row for row in rows}
+    assert set(by_key) == {(edit, shots, method) for edit in ("blur", "frame", "mean") for shots in (1, 2)
+                           for method in ("identity", "unet")}
+    for row in rows:  # every row's margin is over the U-Net's row of the same edit and shots
+        assert row.psnr_over_baseline == pytest.approx(row.psnr - by_key[row.edit, row.shots, "unet"].psnr)
+        assert row.sharpness > 0 and 0 < row.ms_ssim <= 1
+    assert by_key["blur", 1, "unet"].psnr_over_baseline == 0.0
+    assert "| +0.00 |" in (tmp_path / "results.md").read_text()
+    # the whole-frame edit is scored on its own 512 px pairs: its sheet shows them at tile size
+    settings = json.loads((tmp_path / "metrics.json").read_text())["settings"]
+    assert settings["shots"] == [1, 2]
+    for name in ("sheet-blur-1shots", "sheet-frame-2shots"):
+        assert load_image(tmp_path / f"{name}.png").std() > 0.05

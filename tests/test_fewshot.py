@@ -15,7 +15,10 @@ from analogize.methods.fewshot import FewShotEdit, reference_pairs
 from analogize.methods.fewshot import sample as sample_module
 from analogize.methods.fewshot.model import FewShotModel, transform, warp
 from analogize.methods.fewshot.train import FewShotTask, compute_losses, draw_batch, pair_indices, train
-from analogize.pairs import Augmentation, PairSet
+from analogize.bench.edits import get_edit
+from analogize.images import resize
+from analogize.pairs import Augmentation, Pair, PairSet
+from analogize.tiling import tile_starts
 from conftest import assert_same_weights, inverted_pairs, learn_interrupted_then_resumed
 
 ABLATIONS = ("n_to_n", "use_query", "use_flow_color", "vae_skips", "decoder_noise", "frequency_loss")
@@ -200,3 +203,26 @@ def test_settings_that_do_not_fit_together_are_refused():
         tiny_config(crop_size=36)
     with pytest.raises(AnalogizeError, match="ensemble_size 3 exceeds reference_count 2"):
         tiny_config(ensemble_size=3)
+
+
+def test_a_vignette_learned_from_small_pairs_covers_a_large_photo_once():
+    # Issue 15: learned from 20 pairs at 128 px and applied at 1024×768, a vignette must be drawn
+    # once over the frame (bright centre, dark corners), not once per tile: no brightness ripple
+    # at the tile pitch. Without frame positions the tiles cannot know where they lie.
+    rng = np.random.default_rng(0)
+    vignette = get_edit("vignette")
+    fields = [resize(rng.random((6, 6, 3)).astype(np.float32), (128, 128)) for _ in range(20)]
+    pairs = PairSet([Pair(f"field{index}", field, vignette(field)) for index, field in enumerate(fields)])
+    method = get_method("fewshot")
+    config = method.make_config("tiny", steps=150, seed=0, tile_overlap=16)
+    edit = method.learn(pairs, config, progress=False)
+    luma = edit.apply(np.full((768, 1024, 3), 0.6, dtype=np.float32)).mean(axis=2)
+    centre, corners = luma[374:394, 502:522].mean(), np.mean([luma[:20, :20].mean(), luma[-20:, -20:].mean(),
+                                                             luma[:20, -20:].mean(), luma[-20:, :20].mean()])
+    assert centre - corners > 0.08, (centre, corners)
+    starts = tile_starts(1024, config.crop_size, config.tile_overlap)
+    pitch_frequency = round(1024 / ((starts[-1] - starts[0]) / (len(starts) - 1)))  # cycles along the row
+    for row in (luma[384], luma[200]):
+        spectrum = np.abs(np.fft.rfft(row - row.mean()))
+        ripple = spectrum[pitch_frequency - 1:pitch_frequency + 2].max()
+        assert ripple < 0.1 * spectrum[1:3].max(), (ripple, spectrum[1:3])

@@ -1,5 +1,6 @@
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -7,6 +8,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from analogize.errors import AnalogizeError
+from analogize.images import resize
 from analogize.metrics import (
     DIOU_THRESHOLD,
     LPIPS,
@@ -16,8 +18,11 @@ from analogize.metrics import (
     diou,
     diou_over_pairs,
     fid,
+    high_frequency_energy,
     lpips,
+    ms_ssim,
     psnr,
+    sharpness_ratio,
     ssim,
 )
 
@@ -211,3 +216,44 @@ def test_fid_needs_an_extractor_and_two_images_per_set():
         fid(images, images, None)
     with pytest.raises(AnalogizeError, match="fake_images holds 1 image"):
         fid(images, images[:1], TinyExtractor())
+
+
+# --- MS-SSIM and the sharpness ratio ----------------------------------------------------------
+
+
+def checkerboard(side: int, low: float, high: float) -> np.ndarray:
+    rows, columns = np.indices((side, side))
+    return np.repeat(np.where((rows + columns) % 2, high, low)[..., None], 3, axis=2).astype(np.float32)
+
+
+def test_sharpness_ratio_on_hand_computed_checkerboards():
+    # A 0/1 checkerboard has a Laplacian of ±4 everywhere (reflected borders keep the pattern), so
+    # energy 16; at half the contrast (0.25/0.75) it is ±2, energy 4: a quarter of the energy.
+    full, half = checkerboard(16, 0.0, 1.0), checkerboard(16, 0.25, 0.75)
+    assert high_frequency_energy(full) == pytest.approx(16.0, rel=1e-5)
+    assert sharpness_ratio(half, full) == pytest.approx(0.25, rel=1e-5)
+    assert sharpness_ratio(full, half) == pytest.approx(4.0, rel=1e-5)
+    assert sharpness_ratio(full, full) == 1.0
+    flat = np.full((16, 16, 3), 0.4, dtype=np.float32)
+    assert sharpness_ratio(flat, flat) == 1.0  # two flat images are equally sharp
+
+
+def test_a_blurred_guess_wins_on_psnr_and_loses_on_sharpness():
+    # What the sharpness ratio is for: PSNR prefers the blur to a sharp guess with some noise.
+    answer = resize(random_image(seed=2, size=32), (128, 128))
+    blurred = cv2.GaussianBlur(answer, (0, 0), 1.5)
+    noisy = np.clip(answer + np.random.default_rng(1).normal(0, 0.1, answer.shape), 0, 1).astype(np.float32)
+    assert psnr(blurred, answer) > psnr(noisy, answer)
+    assert sharpness_ratio(blurred, answer) < 0.3 and sharpness_ratio(noisy, answer) > 0.8
+
+
+def test_ms_ssim_is_one_for_identical_images_and_falls_with_noise():
+    answer = resize(random_image(seed=5), (128, 128))
+    assert ms_ssim(answer, answer) == pytest.approx(1.0, abs=1e-6)
+    rng = np.random.default_rng(0)
+    slightly, strongly = (np.clip(answer + rng.normal(0, sigma, answer.shape), 0, 1).astype(np.float32)
+                          for sigma in (0.02, 0.2))
+    assert 1.0 > ms_ssim(slightly, answer) > ms_ssim(strongly, answer) > 0.0
+    assert 0.0 < ms_ssim(answer[:20, :20], strongly[:20, :20]) < 1.0  # one scale is all 20 px allow
+    with pytest.raises(AnalogizeError, match="SSIM window"):
+        ms_ssim(answer[:8, :8], answer[:8, :8])

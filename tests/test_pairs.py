@@ -7,7 +7,8 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from analogize.errors import AnalogizeError
-from analogize.pairs import Augmentation, Pair, PairSet, sample_crop_batch, sample_crop_pair
+from analogize.pairs import (Augmentation, Pair, PairSet, frame_position, sample_crop_batch, sample_crop_pair,
+                             sample_positioned_crop_pair)
 
 ALL_AUGMENTATIONS = Augmentation(flip=True, affine=True, color_jitter=True, jitter_amount=0.3)
 
@@ -262,6 +263,7 @@ def test_crop_batch_shapes_and_sources(random_image):
     pairs = [Pair(str(i), image, invert(image)) for i, image in enumerate(images)]
     befores, afters, positions = sample_crop_batch(pairs, 7, 12, np.random.default_rng(0))
     assert befores.shape == afters.shape == (7, 12, 12, 3)
+    assert positions.shape == (7, 12, 12, 2)
     assert befores.dtype == afters.dtype == np.float32
     for crop_before, crop_after in zip(befores, afters):
         assert any(contains_window(image, crop_before) for image in images)
@@ -279,3 +281,33 @@ def test_same_seed_same_crops(random_image):
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     assert not np.array_equal(first[0], other[0])
+
+
+def test_frame_position_spans_the_frame_from_minus_one_to_one():
+    position = frame_position(4, 8)
+    assert position.shape == (4, 8, 2) and position.dtype == np.float32
+    np.testing.assert_allclose(position[0, :, 0], (np.arange(8) + 0.5) / 8 * 2 - 1)  # x across
+    np.testing.assert_allclose(position[:, 0, 1], (np.arange(4) + 0.5) / 4 * 2 - 1)  # y down
+    np.testing.assert_array_equal(frame_position(4, 8, 1, 2, 2, 3), position[1:3, 2:5])
+
+
+def test_a_crop_carries_its_place_in_the_frame_through_flips_and_warps(random_image):
+    before = random_image(40, 60, seed=3)
+    pair = Pair("p", before, invert(before))
+    for seed in range(6):
+        plain = sample_crop_pair(pair, 16, np.random.default_rng(seed))
+        crop_before, crop_after, position = sample_positioned_crop_pair(pair, 16, np.random.default_rng(seed))
+        np.testing.assert_array_equal(crop_before, plain[0])  # the same draws give the same crop
+        # Reading the frame's own position map at the crop's positions finds the same pixels.
+        rows = np.round((position[..., 1] + 1) / 2 * 40 - 0.5).astype(int)
+        columns = np.round((position[..., 0] + 1) / 2 * 60 - 0.5).astype(int)
+        np.testing.assert_array_equal(before[rows, columns], crop_before)
+    flipped = Augmentation(flip=True)
+    for seed in range(6):
+        crop_before, _, position = sample_positioned_crop_pair(pair, 16, np.random.default_rng(seed), flipped)
+        columns = np.round((position[..., 0] + 1) / 2 * 60 - 0.5).astype(int)
+        rows = np.round((position[..., 1] + 1) / 2 * 40 - 0.5).astype(int)
+        np.testing.assert_array_equal(before[rows, columns], crop_before)
+    warped = Augmentation(flip=False, affine=True)
+    _, _, position = sample_positioned_crop_pair(pair, 16, np.random.default_rng(0), warped)
+    assert position.shape == (16, 16, 2) and np.abs(position).max() <= 1.2

@@ -59,10 +59,12 @@ def run_demo(out_dir: Path, *, progress: bool = True, seed: int = 0) -> Path:
         notes=f"{EDITS[DEMO_EDIT].description} Learned from {TRAIN_PAIRS} pairs of {CROP_SIZE}px crops of "
               f"training photos; applied to {len(names)} held-out photos. Edit file: {edit_path.name}.",
     )
+    mean = evaluation.mean
     print(
         f"demo: learned '{DEMO_EDIT}' with {DEMO_METHOD} from {TRAIN_PAIRS} pairs in "
         f"{edit.provenance.seconds if edit.provenance else 0:.1f} s; mean PSNR {mean['psnr']:.2f} dB, "
-        f"SSIM {mean['ssim']:.3f}, DIoU {mean['diou']:.3f} on {len(names)} held-out photos"
+        f"SSIM {mean['ssim']:.3f}, MS-SSIM {mean['ms_ssim']:.3f}, sharpness {mean['sharpness']:.2f}, "
+        f"DIoU {mean['diou']:.3f} on {len(names)} held-out photos"
     )
     print(f"demo: report at {page}")
     return page

@@ -18,6 +18,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -137,15 +138,30 @@ class Edit(abc.ABC):
         strength_map: np.ndarray | None = None,
         mask: np.ndarray | None = None,
         seed: int = 0,
+        scale: float = 1.0,
     ) -> np.ndarray:
         """Apply the edit with an overall `strength`, an optional per-pixel `strength_map` and an
-        optional `mask` (white = may change). Maps of any size are resized to the image."""
-        check_apply_inputs(image, strength)
+        optional `mask` (white = may change). Maps of any size are resized to the image.
+
+        Local effects act at the pixel scale they had in the pairs, and frame-tied ones over the
+        whole frame, whatever the photo's size. `scale` edits a copy resized by that factor and
+        resizes the result back: for pairs made from photos shrunk to a quarter, `scale=0.25`
+        makes strokes and textures as large, relative to the photo, as in the pairs."""
+        check_apply_inputs(image, strength, scale)
         weight = strength_weight(image.shape[:2], strength, strength_map, mask)
         if not weight.any():
             return image.copy()
-        edited = self.edit(image, seed=seed)
+        edited = edit_at_scale(lambda scaled: self.edit(scaled, seed=seed), image, scale)
         return blend(image, edited, weight)
+
+
+def edit_at_scale(edit: Callable[[np.ndarray], np.ndarray], image: np.ndarray, scale: float) -> np.ndarray:
+    """`edit(image)`, or with `scale` != 1 the edit of a copy resized by `scale`, resized back."""
+    if scale == 1.0:
+        return edit(image)
+    height, width = image.shape[:2]
+    scaled = resize(image, (max(1, round(width * scale)), max(1, round(height * scale))))
+    return resize(edit(scaled), (width, height))
 
 
 def channels_first(arrays) -> torch.Tensor:
@@ -153,7 +169,7 @@ def channels_first(arrays) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2)))
 
 
-def check_apply_inputs(image: np.ndarray, strength: float) -> None:
+def check_apply_inputs(image: np.ndarray, strength: float, scale: float = 1.0) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.float32:
         raise AnalogizeError(
             f"apply expects a float32 (H, W, 3) image in [0, 1], got {image.dtype} {image.shape}; "
@@ -161,6 +177,8 @@ def check_apply_inputs(image: np.ndarray, strength: float) -> None:
         )
     if not 0.0 <= strength <= 2.0:
         raise AnalogizeError(f"strength {strength} is outside [0, 2]; 1 is the learned edit")
+    if not 0.0 < scale <= 4.0:
+        raise AnalogizeError(f"scale {scale} is outside (0, 4]; 1 edits the photo at its own size")
 
 
 def strength_weight(

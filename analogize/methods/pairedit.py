@@ -41,7 +41,8 @@ from ..errors import AnalogizeError
 from ..pairs import PairSet
 from ..samplers import classifier_free, deterministic_sample
 from ..training import run_training
-from .base import Edit, Method, MethodConfig, TrainableConfig, blend, check_apply_inputs, strength_weight
+from .base import (Edit, Method, MethodConfig, TrainableConfig, blend, check_apply_inputs, edit_at_scale,
+                   strength_weight)
 from .pixels import Exemplar, pixels_edit
 
 ATTENTION_PROJECTIONS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
@@ -307,16 +308,17 @@ class PairEditEdit(Edit):
         return self._backbone
 
     def apply(self, image: np.ndarray, *, strength: float = 1.0, strength_map: np.ndarray | None = None,
-              mask: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+              mask: np.ndarray | None = None, seed: int = 0, scale: float = 1.0) -> np.ndarray:
         """Strength sets the semantic guidance (semantic_cfg × strength) inside the sampler. A
         strength map or mask goes through PIXELS (pixels.py): the base model, LoRAs off, denoises
         the edited photo while holding each pixel to the original for (1 − weight)·N steps, so the
-        transition is the model's own; pixels of weight 0 are then restored exactly."""
-        check_apply_inputs(image, strength)
+        transition is the model's own; pixels of weight 0 are then restored exactly. `scale` as
+        in `Edit.apply`."""
+        check_apply_inputs(image, strength, scale)
         weight = strength_weight(image.shape[:2], 1.0, strength_map, mask)
         if not weight.any():
             return image.copy()
-        edited = self.edit(image, seed=seed, strength=strength)
+        edited = edit_at_scale(lambda scaled: self.edit(scaled, seed=seed, strength=strength), image, scale)
         if weight.min() < 1.0:
             denoiser = self.backbone.denoiser
             denoiser.disable_adapters()

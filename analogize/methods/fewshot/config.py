@@ -77,6 +77,9 @@ class FewShotConfig(TrainableConfig):
     """Channels of the VAE latent."""
     vae_width: int = 64
     """VAE channels at full resolution; each halving of the size doubles them, up to 4×."""
+    decoder_convolutions: int = 1
+    """3×3 convolutions at each decoder level after the skip is merged: where a local filter's
+    detail is made, at full resolution."""
     flow_width: int = 64
     """Channels of M_x, the network that predicts [F, C] from (x_i, x_j)."""
     flow_downsampling: int = 2
@@ -170,7 +173,8 @@ class FewShotConfig(TrainableConfig):
         if self.transformer_width % self.heads:
             problems.append(f"transformer_width {self.transformer_width} is not a multiple of heads {self.heads}")
         if min(self.steps, self.batch_size, self.vae_width, self.flow_width, self.transformer_depth,
-               self.latent_channels, self.reference_count, self.ensemble_size, self.sample_steps) < 1:
+               self.latent_channels, self.reference_count, self.ensemble_size, self.sample_steps,
+               self.decoder_convolutions) < 1:
             problems.append("steps, batch_size, widths, depths, counts and sample_steps must all be at least 1")
         if self.ensemble_size > self.reference_count:
             problems.append(f"ensemble_size {self.ensemble_size} exceeds reference_count {self.reference_count}")

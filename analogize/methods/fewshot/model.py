@@ -113,31 +113,37 @@ class Encoder(nn.Module):
 
 class DecoderLevel(nn.Module):
     """Doubles the size: 1×1 convolution to fewer channels, nearest upsampling, [skip
-    concatenated], 3×3 convolution. Narrowing before upsampling keeps the costly full-resolution
-    work to one convolution per level (the decoder dominates a CPU training step)."""
+    concatenated], then `convolutions` 3×3 convolutions. Narrowing before upsampling keeps the
+    costly full-resolution work small (the decoder dominates a CPU training step)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, skip: bool, noise: bool):
+    def __init__(self, in_channels: int, out_channels: int, *, skip: bool, noise: bool, convolutions: int = 1):
         super().__init__()
         self.narrow = nn.Conv2d(in_channels, out_channels, 1)
         self.merge = ConvLayer(out_channels * (2 if skip else 1), out_channels, noise=noise)
+        self.refine = nn.ModuleList(ConvLayer(out_channels, out_channels, noise=noise)
+                                    for _ in range(convolutions - 1))
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
         x = F.interpolate(self.narrow(x), scale_factor=2.0, mode="nearest")
         if skip is not None:
             x = torch.cat([x, skip], dim=1)
-        return self.merge(x, generator)
+        x = self.merge(x, generator)
+        for layer in self.refine:
+            x = layer(x, generator)
+        return x
 
 
 class Decoder(nn.Module):
     """Latent (N, c, H/d, W/d) [+ the encoder's skip features] -> image (N, 3, H, W), unbounded."""
 
-    def __init__(self, width: int, levels: int, latent_channels: int, *, skips: bool, noise: bool):
+    def __init__(self, width: int, levels: int, latent_channels: int, *, skips: bool, noise: bool,
+                 convolutions: int = 1):
         super().__init__()
         channels = level_channels(width, levels)
         self.skips = skips
         self.from_latent = ConvLayer(latent_channels, channels[-1], noise=noise)
         self.up = nn.ModuleList(
-            DecoderLevel(channels[level + 1], channels[level], skip=skips, noise=noise)
+            DecoderLevel(channels[level + 1], channels[level], skip=skips, noise=noise, convolutions=convolutions)
             for level in reversed(range(levels))
         )
         self.to_image = nn.Conv2d(channels[0], 3, 3, 1, 1)
@@ -157,7 +163,8 @@ class VAE(nn.Module):
         self.encoder = Encoder(config.vae_width, levels, config.latent_channels,
                                position_channels=2 if config.frame_position else 0)
         self.decoder = Decoder(config.vae_width, levels, config.latent_channels,
-                               skips=config.vae_skips, noise=config.decoder_noise)
+                               skips=config.vae_skips, noise=config.decoder_noise,
+                               convolutions=config.decoder_convolutions)
 
 
 # --- M_x: flow and colour from (x_i, x_j) ---------------------------------------------------------
