@@ -86,6 +86,11 @@ def learn_interrupted_then_resumed(method_name: str, pairs: PairSet, run_dir: Pa
     return method.learn(pairs, config(steps), run_dir=run_dir, resume=True, progress=False)
 
 
+def mean_l1(edit, pairs: PairSet) -> float:
+    """Mean absolute error of the full-strength edit over the pairs' after images."""
+    return float(np.mean([np.abs(edit.edit(pair.before, seed=0) - pair.after).mean() for pair in pairs]))
+
+
 def assert_same_weights(expected, actual) -> None:
     """Two edits hold bit-identical tensors under the same names."""
     actual_tensors = actual.state_dict()

@@ -56,6 +56,11 @@ def test_learn_apply_keeps_size_and_stem(tmp_path, pair_folder, capsys):
                    "--strength", "0", "--quiet") == 0
     assert np.abs(load_image(tmp_path / "zero" / "holiday.png") - original).max() <= 1 / 255 + 1e-6
 
+    # --scale edits a half-size copy and returns the photo's own size
+    assert run_cli("apply", edit_path, tmp_path / "holiday.jpg", "-o", tmp_path / "half",
+                   "--scale", "0.5", "--quiet") == 0
+    assert load_image(tmp_path / "half" / "holiday.png").shape == (37, 53, 3)
+
 
 def test_apply_strength_map_limits_the_edit(tmp_path, pair_folder):
     edit_path = tmp_path / "warm.edit"

@@ -19,7 +19,7 @@ from analogize.bench.edits import get_edit
 from analogize.images import resize
 from analogize.pairs import Augmentation, Pair, PairSet
 from analogize.tiling import tile_starts
-from conftest import assert_same_weights, inverted_pairs, learn_interrupted_then_resumed
+from conftest import assert_same_weights, inverted_pairs, learn_interrupted_then_resumed, mean_l1
 
 ABLATIONS = ("n_to_n", "use_query", "use_flow_color", "vae_skips", "decoder_noise", "frequency_loss")
 
@@ -42,10 +42,6 @@ def tiny_config(**overrides):
 def untrained_edit(pairs: PairSet, config) -> FewShotEdit:
     torch.manual_seed(config.seed)
     return FewShotEdit(config, FewShotModel(config), *reference_pairs(pairs, config))
-
-
-def mean_l1(edit: FewShotEdit, pairs: PairSet) -> float:
-    return float(np.mean([np.abs(edit.edit(pair.before, seed=0) - pair.after).mean() for pair in pairs]))
 
 
 def test_training_pass_has_the_expected_shapes_and_finite_losses(inverted_pairs):

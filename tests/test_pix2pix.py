@@ -11,7 +11,7 @@ from analogize.errors import AnalogizeError
 from analogize.methods import get_method
 from analogize.methods.pix2pix import Pix2PixConfig, Pix2PixEdit, UNetGenerator
 from analogize.pairs import PairSet
-from conftest import assert_same_weights, inverted_pairs, learn_interrupted_then_resumed
+from conftest import assert_same_weights, inverted_pairs, learn_interrupted_then_resumed, mean_l1
 
 
 @pytest.fixture(scope="module", name="inverted_pairs")
@@ -28,10 +28,6 @@ def trained(inverted_pairs) -> Pix2PixEdit:
 def untrained_edit(config: Pix2PixConfig) -> Pix2PixEdit:
     torch.manual_seed(config.seed)
     return Pix2PixEdit(config, UNetGenerator(config.generator_width, config.generator_depth))
-
-
-def mean_l1(edit: Pix2PixEdit, pairs: PairSet) -> float:
-    return float(np.mean([np.abs(edit.edit(pair.before, seed=0) - pair.after).mean() for pair in pairs]))
 
 
 def test_output_has_the_input_size_at_odd_sizes(random_image):

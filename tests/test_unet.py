@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from analogize.editfile import load_edit, save_edit
 from analogize.errors import AnalogizeError
 from analogize.images import resize
 from analogize.methods import get_method
 from analogize.methods.unet import UNet, UNetEdit
 from analogize.pairs import PairSet
-from conftest import assert_same_weights, inverted_pairs, learn_interrupted_then_resumed
+from conftest import assert_same_weights, inverted_pairs, learn_interrupted_then_resumed, mean_l1
 
 
 @pytest.fixture(scope="module", name="inverted_pairs")
@@ -35,10 +34,6 @@ def untrained_edit(config) -> UNetEdit:
     return UNetEdit(config, UNet(config.width, config.levels, 2 if config.frame_position else 0))
 
 
-def mean_l1(edit: UNetEdit, pairs: PairSet) -> float:
-    return float(np.mean([np.abs(edit.edit(pair.before, seed=0) - pair.after).mean() for pair in pairs]))
-
-
 def test_an_untrained_unet_is_the_identity_edit(random_image):
     image = random_image(40, 56, seed=1)
     np.testing.assert_allclose(untrained_edit(tiny_config()).edit(image, seed=0), image, atol=1e-6)
@@ -57,13 +52,6 @@ def test_training_lowers_the_error_on_the_pairs(inverted_pairs, trained):
     after = mean_l1(trained, inverted_pairs)
     assert trained.provenance.steps == trained.config.steps
     assert after < 0.6 * before, (before, after)
-
-
-def test_edit_file_round_trip_gives_identical_output(tmp_path, trained, random_image):
-    loaded = load_edit(save_edit(trained, tmp_path / "inverse.edit"))
-    assert isinstance(loaded, UNetEdit) and loaded.config == trained.config
-    photo = random_image(40, 56, seed=7)
-    np.testing.assert_array_equal(loaded.apply(photo, seed=2), trained.apply(photo, seed=2))
 
 
 def test_resumed_training_matches_an_uninterrupted_run(tmp_path, inverted_pairs, trained):
