@@ -364,6 +364,10 @@ def save_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)  # left by a run that crashed mid-save
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging), safe_serialization=True)
+    # save_state returns on each process once its own files are written; renaming the folder
+    # before the others are done pulled it from under them on a loaded machine ("Parent
+    # directory ... .tmp does not exist" on process 1).
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for name, averaged in ema.items():
             tensors = {key: value.detach().cpu().contiguous() for key, value in averaged.state_dict().items()}
