@@ -34,7 +34,7 @@ from PIL import Image, ImageFilter
 
 from ..errors import AnalogizeError
 from ..images import to_uint8
-from ..pairs import Pair, PairSet
+from ..pairs import Pair, PairSet, frame_position
 
 # Rec. 709 luma weights: on sRGB values an approximation, but enough to tell shadows from highlights.
 LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
@@ -103,19 +103,13 @@ def sharpen(image: np.ndarray) -> np.ndarray:
 
 
 def vignette(image: np.ndarray) -> np.ndarray:
-    y, x = _frame_radius(*image.shape[:2])
+    # Pixel centres in [-1, 1] across the frame, so the effect scales with it.
+    x, y = np.moveaxis(frame_position(*image.shape[:2]), -1, 0)  # (H, W) each
     radius = np.sqrt(x**2 + y**2) / np.sqrt(2.0)  # 0 at the centre, 1 in the corners
     darkening = 1.0 - 0.75 * _smoothstep(np.clip((radius - 0.25) / 0.75, 0.0, 1.0))  # (H, W)
     # Warm light from the top of the frame fading out toward the bottom.
     warmth = (1.0 - (y + 1.0) / 2.0)[..., None] * np.array([0.08, 0.02, -0.08], dtype=np.float32)
     return _finish(image * (1.0 + warmth) * darkening[..., None])
-
-
-def _frame_radius(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel centres in [-1, 1] across each axis, (H, 1) and (1, W), so an effect scales with the frame."""
-    y = ((np.arange(height, dtype=np.float32) + 0.5) / height * 2.0 - 1.0)[:, None]
-    x = ((np.arange(width, dtype=np.float32) + 0.5) / width * 2.0 - 1.0)[None, :]
-    return y, x
 
 
 # --- real filters ------------------------------------------------------------------------------
@@ -162,8 +156,8 @@ SEPIA = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0
 def frame(image: np.ndarray) -> np.ndarray:
     """Sepia toned towards the centre of the frame, with darkened corners: every pixel's change
     depends on where it sits in the frame."""
-    y, x = _frame_radius(*image.shape[:2])
-    radius = np.sqrt(x**2 + y**2) / np.sqrt(2.0)  # (H, W): 0 at the centre, 1 in the corners
+    x, y = np.moveaxis(frame_position(*image.shape[:2]), -1, 0)  # (H, W) each, in [-1, 1]
+    radius = np.sqrt(x**2 + y**2) / np.sqrt(2.0)  # 0 at the centre, 1 in the corners
     sepia = image @ SEPIA.T
     toned = image + (1.0 - 0.6 * radius)[..., None] * (sepia - image)
     return _finish(toned * (1.0 - 0.6 * radius**2)[..., None])

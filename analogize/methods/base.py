@@ -17,8 +17,8 @@ import abc
 import dataclasses
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -167,6 +167,18 @@ def edit_at_scale(edit: Callable[[np.ndarray], np.ndarray], image: np.ndarray, s
 def channels_first(arrays) -> torch.Tensor:
     """(H, W, C) arrays, stacked (N, H, W, C) or a list of them -> one (N, C, H, W) float tensor."""
     return torch.from_numpy(np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2)))
+
+
+def to_model_range(images) -> torch.Tensor:
+    """(H, W, 3) images in [0, 1], stacked or a list -> (N, 3, H, W) in [-1, 1], the range the
+    trained pixel methods work in."""
+    return channels_first(images) * 2.0 - 1.0
+
+
+def from_model_range(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) float32 in about [0, 1], unclipped (tiles are
+    blended before clipping)."""
+    return (images.float().cpu().permute(0, 2, 3, 1).numpy() + 1.0) / 2.0
 
 
 def check_apply_inputs(image: np.ndarray, strength: float, scale: float = 1.0) -> None:

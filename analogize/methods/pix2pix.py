@@ -38,7 +38,7 @@ from torch import nn
 from ..errors import AnalogizeError
 from ..pairs import Augmentation, PairSet, sample_crop_batch
 from ..training import run_training
-from .base import Edit, Method, MethodConfig, TrainableConfig
+from .base import Edit, Method, MethodConfig, TrainableConfig, from_model_range, to_model_range
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on a CPU, for tests; a higher learning rate so a few dozen steps visibly learn.
@@ -205,16 +205,6 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def to_model_range(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, 3) in [0, 1] -> (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))) * 2.0 - 1.0
-
-
-def from_model_range(images: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) float32 in [0, 1]."""
-    return ((images.float().cpu().permute(0, 2, 3, 1).numpy() + 1.0) / 2.0).clip(0.0, 1.0).astype(np.float32)
-
-
 # --- training -------------------------------------------------------------------------------------
 
 
@@ -291,7 +281,7 @@ class Pix2PixEdit(Edit):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
             torch.manual_seed(seed)
             made = self.generator(to_model_range(padded[None]).to(device))
-        return from_model_range(made)[0, :height, :width]
+        return from_model_range(made)[0, :height, :width].clip(0.0, 1.0)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {f"generator.{name}": tensor for name, tensor in self.generator.state_dict().items()}

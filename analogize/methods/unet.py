@@ -31,7 +31,7 @@ from ..errors import AnalogizeError
 from ..pairs import Augmentation, PairSet, sample_crop_batch
 from ..tiling import edit_in_tiles
 from ..training import run_training
-from .base import Edit, Method, MethodConfig, TrainableConfig, channels_first
+from .base import Edit, Method, MethodConfig, TrainableConfig, channels_first, from_model_range, to_model_range
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on a CPU, for tests.
@@ -152,7 +152,7 @@ class UNetTask:
     def batch(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         before, after, position = sample_crop_batch(self.pairs, self.config.batch_size, self.config.crop_size, rng,
                                                     self.augmentation)
-        return channels_first(before) * 2.0 - 1.0, channels_first(after) * 2.0 - 1.0, channels_first(position)
+        return to_model_range(before), to_model_range(after), channels_first(position)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], accelerator: Accelerator) -> dict[str, float]:
         before, after, position = batch
@@ -177,10 +177,11 @@ class UNetEdit(Edit):
 
         def edit_tiles(crops: np.ndarray, positions: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                made = self.network(channels_first(crops).to(device) * 2.0 - 1.0, channels_first(positions).to(device))
-            return (made.float().cpu().permute(0, 2, 3, 1).numpy() + 1.0) / 2.0
+                made = self.network(to_model_range(crops).to(device), channels_first(positions).to(device))
+            return from_model_range(made)
 
-        return edit_in_tiles(image, edit_tiles, tile=self.config.tile, overlap=self.config.tile_overlap, tiles_per_batch=4)
+        return edit_in_tiles(image, edit_tiles, tile=self.config.tile, overlap=self.config.tile_overlap,
+                             tiles_per_batch=4)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {f"unet.{name}": tensor for name, tensor in self.network.state_dict().items()}

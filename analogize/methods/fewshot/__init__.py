@@ -11,8 +11,9 @@ what we do and where we differ.
 
 The edit file holds the (EMA) weights of all four networks and `reference_count` reference pairs
 (one crop of crop_size each, from pairs spread evenly over the training set): when applying, x_i
-and y_i are training samples, so the edit must carry some (with their frame positions). Eight crops cost little (8 × 2 × 3 ×
-128² floats at the cpu preset, 3 MB) and give the ensemble a choice of subjects.
+and y_i are training samples, so the edit must carry some, with their frame positions. Eight
+crops cost little (8 × 2 × 3 × 128² floats at the cpu preset, 3 MB) and give the ensemble a
+choice of subjects.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import torch
 
 from ...pairs import PairSet, sample_positioned_crop_pair
 from ...training import cpu_has_native_bf16
-from ..base import Edit, Method, MethodConfig, channels_first
+from ..base import Edit, Method, MethodConfig, channels_first, to_model_range
 from .config import PRESETS, FewShotConfig
 from .model import FewShotModel
 from .sample import edit_image
-from .train import to_model_range, train
+from .train import train
 
 REFERENCE_SEED_OFFSET = 7919
 """Reference crops are drawn from seed + this, so they are not the first training crops."""

@@ -17,9 +17,10 @@ from ..base import TrainableConfig
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on a CPU, for tests: 32 px crops, 16 tokens, a two-block transformer.
     "tiny": dict(
-        frame_position=True, crop_size=32, latent_downsampling=4, latent_channels=4, vae_width=8, flow_width=8, flow_downsampling=2,
+        crop_size=32, latent_downsampling=4, latent_channels=4, vae_width=8, flow_width=8, flow_downsampling=2,
         patch_size=2, transformer_width=32, transformer_depth=2, heads=2, steps=60, batch_size=2,
         learning_rate=2e-3, ema_decay=None, checkpoint_every=0, reference_count=2, ensemble_size=2, tile_overlap=8,
+        frame_position=True,
     ),
     # This 2-core machine: 128 px crops (the benchmark's image size, so spatial edits see the whole
     # frame), 64 tokens. The VAE carries most of the quality (width 32 vs 16: 39.3 vs 29.7 dB on
@@ -27,21 +28,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.63 s on this machine's Xeon, 2 threads, idle); on other CPUs set mixed_precision="no"
     # (the training loop warns).
     "cpu": dict(
-        frame_position=True, crop_size=128, latent_downsampling=8, latent_channels=8, vae_width=32, flow_width=16, flow_downsampling=4,
+        crop_size=128, latent_downsampling=8, latent_channels=8, vae_width=32, flow_width=16, flow_downsampling=4,
         patch_size=2, transformer_width=192, transformer_depth=4, heads=4, steps=650, batch_size=4,
-        learning_rate=5e-4, ema_decay=0.99, checkpoint_every=250, mixed_precision="bf16",
+        learning_rate=5e-4, ema_decay=0.99, checkpoint_every=250, mixed_precision="bf16", frame_position=True,
     ),
     # One GPU, the paper's 256 px setting.
     "gpu-256": dict(
-        frame_position=True, crop_size=256, latent_downsampling=8, latent_channels=8, vae_width=64, flow_width=64, flow_downsampling=2,
+        crop_size=256, latent_downsampling=8, latent_channels=8, vae_width=64, flow_width=64, flow_downsampling=2,
         patch_size=2, transformer_width=384, transformer_depth=12, heads=6, steps=50_000, batch_size=16,
-        learning_rate=2e-4, ema_decay=0.9995, checkpoint_every=2000, mixed_precision="bf16",
+        learning_rate=2e-4, ema_decay=0.9995, checkpoint_every=2000, mixed_precision="bf16", frame_position=True,
     ),
     # One GPU, the paper's 512 px setting: one more latent halving keeps 256 tokens.
     "gpu-512": dict(
-        frame_position=True, crop_size=512, latent_downsampling=16, latent_channels=16, vae_width=64, flow_width=64, flow_downsampling=4,
+        crop_size=512, latent_downsampling=16, latent_channels=16, vae_width=64, flow_width=64, flow_downsampling=4,
         patch_size=2, transformer_width=512, transformer_depth=12, heads=8, steps=80_000, batch_size=8,
-        learning_rate=1e-4, ema_decay=0.9995, checkpoint_every=2000, mixed_precision="bf16",
+        learning_rate=1e-4, ema_decay=0.9995, checkpoint_every=2000, mixed_precision="bf16", frame_position=True,
     ),
 }
 

@@ -7,8 +7,8 @@
 
 - `VAE`: convolutional encoder/decoder. With `frame_position` the encoder also reads each pixel's
   (x, y) in its whole frame (pairs.frame_position), so frame-tied effects reach the latent and the
-  skips; this is ours, not the paper's (which trains and applies at one frame size). The decoder takes skip connections from the encoder run on
-  the *query* x_j (the only image at full resolution that exists when applying, and pixel-aligned
+  skips; this is ours, not the paper's (which trains and applies at one frame size). The decoder
+  takes skip connections from the encoder run on the *query* x_j (the only image at full resolution that exists when applying, and pixel-aligned
   with y_j), and adds noise with a learned per-channel scale (zero at start) after every convolution.
 - `FlowColorNet` (M_x): a small U-Net on (x_i, x_j) that predicts per pixel a flow F (an offset of
   the sampling position, in grid_sample's [-1, 1] units) and a colour affine C (gain, bias).

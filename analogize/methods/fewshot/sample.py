@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ...tiling import edit_in_tiles
-from ..base import channels_first
+from ..base import channels_first, from_model_range, to_model_range
 from .model import FewShotModel, noised
 
 
@@ -97,11 +97,11 @@ def edit_image(
 
     def edit_tiles(crops: np.ndarray, positions: np.ndarray) -> np.ndarray:
         # Channels-last like the edit's model (FewShotEdit): oneDNN's fastest layout for convolutions.
-        queries = channels_first(crops).to(device, memory_format=torch.channels_last) * 2.0 - 1.0
+        queries = to_model_range(crops).to(device, memory_format=torch.channels_last)
         queries_position = channels_first(positions).to(device, memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             edited = sample(model, references_before, reference_latents, queries, queries_position,
                             steps=steps, start_noise=start_noise, generator=generator)
-        return (edited.float().cpu().permute(0, 2, 3, 1).numpy() + 1.0) / 2.0  # (B, S, S, 3) in ~[0, 1]
+        return from_model_range(edited)  # (B, S, S, 3)
 
     return edit_in_tiles(image, edit_tiles, tile=tile, overlap=overlap, tiles_per_batch=tiles_per_batch)

@@ -26,7 +26,7 @@ from torch import nn
 
 from ...pairs import Augmentation, PairSet, sample_positioned_crop_pair
 from ...training import TrainingResult, run_training
-from ..base import channels_first
+from ..base import channels_first, to_model_range
 from .config import FewShotConfig
 from .model import FewShotModel
 
@@ -41,11 +41,6 @@ def pair_indices(count: int, batch_size: int, rng: np.random.Generator, n_to_n: 
     first = rng.integers(count, size=batch_size)
     second = rng.integers(count, size=batch_size) if n_to_n else first.copy()
     return first, second
-
-
-def to_model_range(images: list[np.ndarray]) -> torch.Tensor:
-    """(H, W, 3) arrays in [0, 1] -> (N, 3, H, W) in [-1, 1]."""
-    return channels_first(images) * 2.0 - 1.0
 
 
 def draw_batch(pairs: PairSet, config: FewShotConfig, rng: np.random.Generator,
