@@ -1,30 +1,40 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written output behind."""
+"""Atomic file writes: a crash, Ctrl-C, kill -9 or a full disk never leaves a half-written output.
+
+Each output is written under a hidden name beside its final path and renamed into place only
+when whole. Temporary files and folders are created with the mode a plain `open()` / `mkdir()`
+would give (0666 / 0777 less the umask, applied by the kernel), so the process umask is never
+read or changed: probing it with `os.umask` sets it to 0 for a moment, and a file another thread
+creates in that moment (the web server runs handlers in threads) would be world-writable.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
+
+from .errors import DiskFullError
+
+DISK_FULL_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with disk_full_as_error(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _create_hidden(final, lambda candidate: os.close(
+            os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)))
+        try:
+            yield tmp
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -36,22 +46,40 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_folder_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """`write(folder)` fills a hidden staging folder beside `path`, which is then renamed to `path`
     (which must not exist): a crash leaves either the whole folder or none."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
-    try:
-        write(staging)
-        os.chmod(staging, 0o777 & ~current_umask())
-        os.rename(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with disk_full_as_error(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = _create_hidden(final, lambda candidate: os.mkdir(candidate, 0o777), suffix=".staging")
+        try:
+            write(staging)
+            os.rename(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+@contextlib.contextmanager
+def disk_full_as_error(path: Path) -> Iterator[None]:
+    """A full disk (or quota, or file-size limit) while writing `path` becomes one line naming it."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_FULL_ERRORS:
+            raise
+        raise DiskFullError(f"{path}: could not be written, {os.strerror(error.errno).lower()}; free some space "
+                             "there or write somewhere else (nothing half-written was left)") from None
+
+
+def _create_hidden(final: Path, create: Callable[[Path], object], suffix: str = ".tmp") -> Path:
+    """A new hidden `.NAME.RANDOM.SUFFIX` beside `final`, made by `create(path)`, which must fail
+    with FileExistsError when the path exists (O_EXCL, mkdir)."""
+    while True:
+        candidate = final.with_name(f".{final.name}.{secrets.token_hex(4)}{suffix}")
+        try:
+            create(candidate)
+            return candidate
+        except FileExistsError:
+            continue

@@ -8,3 +8,8 @@ of showing a traceback.
 
 class AnalogizeError(Exception):
     """A problem with the user's input or environment, explained in one line."""
+
+
+class DiskFullError(AnalogizeError):
+    """An output could not be written for lack of space: a batch stops at the first one, since the
+    images after it would fail the same way."""

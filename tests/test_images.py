@@ -388,11 +388,21 @@ def test_fit_within_keeps_aspect_and_never_upscales(random_image):
     assert fit_within(wide, 1000) is wide
 
 
-def test_saved_files_get_ordinary_permissions(tmp_path):
+def test_saved_files_get_ordinary_permissions(tmp_path, monkeypatch):
     import os
     import stat
 
-    from analogize.atomic import current_umask
+    from analogize.atomic import write_folder_atomic
 
-    path = save_image(np.zeros((4, 4, 3), np.float32), tmp_path / "shared.png")
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~current_umask()
+    previous = os.umask(0o027)
+    try:
+        # Probing the umask sets it to 0 for a moment, a race with other threads: never done.
+        monkeypatch.setattr(os, "umask", lambda mask: pytest.fail("the umask was changed"))
+        path = save_image(np.zeros((4, 4, 3), np.float32), tmp_path / "shared.png")
+        folder = write_folder_atomic(tmp_path / "model", lambda staging: (staging / "weights").write_bytes(b"1"))
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o750
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["model", "shared.png"]  # no temporaries left
