@@ -18,7 +18,6 @@ from .training import LOG_DESTINATIONS, MIXED_PRECISION_MODES
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-APPLY_SUMMARY = "analogize-apply.json"
 HISTORY_SUFFIX = ".history.json"
 
 
@@ -267,6 +266,7 @@ def read_settings_file(path: Path) -> dict:
 
 
 def run_apply(args: argparse.Namespace) -> int:
+    from .batch import apply_edit, expand_images
     from .distributed import process_state
     from .editfile import load_edit
     from .images import load_image
@@ -274,90 +274,26 @@ def run_apply(args: argparse.Namespace) -> int:
     edit = load_edit(args.edit).to(process_state().device)
     strength_map = load_image(args.strength_map, args.max_pixels) if args.strength_map else None
     mask = load_image(args.mask, args.max_pixels) if args.mask else None
-
-    def edited(path: Path):
-        return edit.apply(load_image(path, args.max_pixels), strength=args.strength, strength_map=strength_map,
-                          mask=mask, seed=args.seed, scale=args.scale)
-
-    return run_batch(args, expand_images(args.images), edited, {"edit": str(args.edit), "method": edit.method},
-                     f"applied {edit.method} to")
+    summary = apply_edit(edit, args.edit, expand_images(args.images), args.output, strength=args.strength,
+                         strength_map=strength_map, mask=mask, seed=args.seed, scale=args.scale,
+                         max_pixels=args.max_pixels, **batch_options(args))
+    return report_batch(summary, args.output, f"applied {edit.method} to")
 
 
-def run_batch(args: argparse.Namespace, inputs: list[Path], make_result, about: dict, verb: str) -> int:
-    """`make_result(path)` for every input, writing OUTPUT/STEM.png, in one process or sharded over
-    several (`torchrun`, `accelerate launch`): each process takes its share of the sorted inputs,
-    skips images whose output exists (unless --overwrite), and records failures instead of
-    stopping; the main process writes the summary OUTPUT/analogize-apply.json. Exit 2 if any failed."""
-    import time
+def batch_options(args: argparse.Namespace) -> dict:
+    return {"overwrite": args.overwrite, "progress": args.progress,
+            "on_failure": lambda reason: print(f"analogize: error: {reason}", file=sys.stderr)}
 
-    from accelerate.utils import gather_object
-    from tqdm.auto import tqdm
 
-    from .atomic import write_text_atomic
+def report_batch(summary, output: Path, verb: str) -> int:
+    """The main process's one line about a finished batch; exit 2 if any photo failed."""
+    from .batch import SUMMARY_NAME
     from .distributed import process_state
-    from .images import save_image
 
-    started = time.perf_counter()
-    state = process_state()
-    done, skipped, failed = 0, 0, []
-    with state.split_between_processes(inputs) as share:
-        for path in tqdm(share, desc="images", unit="image", disable=not (args.progress and state.is_main_process)):
-            output = args.output / f"{path.stem}.png"
-            if output.exists() and not args.overwrite:  # outputs are written atomically: it is whole
-                skipped += 1
-                continue
-            try:
-                save_image(make_result(path), output)
-            except AnalogizeError as error:
-                reason = str(error)
-            except Exception as error:  # noqa: BLE001 - one image that breaks the method must not end the batch
-                reason = f"{path}: {type(error).__name__}: {error}"
-            else:
-                done += 1
-                continue
-            failed.append({"image": str(path), "reason": reason})
-            print(f"analogize: error: {reason}", file=sys.stderr)
-    shares = gather_object([{"done": done, "skipped": skipped, "failed": failed}])
-    summary = {
-        **about,
-        "images": len(inputs),
-        "done": sum(share["done"] for share in shares),
-        "skipped": sum(share["skipped"] for share in shares),
-        "failed": [failure for share in shares for failure in share["failed"]],
-        "processes": state.num_processes,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    if state.is_main_process:
-        report = args.output / APPLY_SUMMARY
-        write_text_atomic(report, json.dumps(summary, indent=2))
-        print(
-            f"{verb} {summary['done']} of {len(inputs)} image(s): "
-            f"{summary['skipped']} skipped (output exists), {len(summary['failed'])} failed -> {args.output} "
-            f"(summary: {report})"
-        )
-    return EXIT_USER_ERROR if summary["failed"] else 0
-
-
-def expand_images(paths: list[Path]) -> list[Path]:
-    """Files as given, folders as their image files; refuses two inputs that share an output name."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise AnalogizeError(f"{path}: no such file or folder; check the path")
-    if not files:
-        raise AnalogizeError(f"{', '.join(map(str, paths))}: no images found ({', '.join(IMAGE_SUFFIXES)})")
-    seen: dict[str, Path] = {}
-    for path in files:
-        if path.stem in seen:
-            raise AnalogizeError(
-                f"{path}: would write the same output {path.stem}.png as {seen[path.stem]}; rename one of them"
-            )
-        seen[path.stem] = path
-    return files
+    if process_state().is_main_process:
+        print(f"{verb} {summary.done} of {summary.images} image(s): {summary.skipped} skipped (output exists), "
+              f"{len(summary.failed)} failed -> {output} (summary: {output / SUMMARY_NAME})")
+    return EXIT_USER_ERROR if summary.failed else 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -457,6 +393,7 @@ def run_paint(args: argparse.Namespace) -> int:
         from .methods.paint_by_example import PaintByExampleModel, device_for, paint
     except ImportError as error:
         raise AnalogizeError(f"paint needs {error.name}; pip install 'analogize[diffusion]'") from None
+    from .batch import expand_images, run_batch
     from .distributed import process_state
     from .images import load_image
 
@@ -476,8 +413,9 @@ def run_paint(args: argparse.Namespace) -> int:
         return paint(model, backbone, photo, mask, exemplar, exemplar_mask=exemplar_mask, steps=args.steps,
                      guidance=args.guidance, seed=args.seed, context=args.context)
 
-    return run_batch(args, photos, painted, {"method": "paint-by-example", "exemplar": str(args.exemplar),
-                                             "base_model": args.base_model}, "painted")
+    summary = run_batch(photos, painted, args.output, {"method": "paint-by-example", "exemplar": str(args.exemplar),
+                                                       "base_model": args.base_model}, **batch_options(args))
+    return report_batch(summary, args.output, "painted")
 
 
 MASK_SUFFIX = "_mask"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -122,6 +123,49 @@ def test_a_broken_photo_is_reported_and_the_rest_are_edited(tmp_path):
     _, results, errors = jobs.apply(jobs.edit_of_training(job), [broken, good], 1.0, None)
     assert [path.name for path in results] == ["good.png"]
     assert len(errors) == 1 and errors[0].startswith("broken.png: ") and "\n" not in errors[0]
+
+
+def test_the_web_batch_and_the_command_line_write_the_same_files_and_failures(tmp_path, monkeypatch, capsys):
+    """One batch apply below both front ends: the same photos (one unreadable, one that makes the
+    method itself raise a non-AnalogizeError) give byte-identical results and the same failures
+    through `analogize apply` and the web app's Jobs.apply, and neither stops at a failure."""
+    from analogize.cli import main
+    from analogize.methods.colormap import ColorMapEdit
+
+    jobs = Jobs(tmp_path / "work")
+    before, after = pair_files(tmp_path / "upload")
+    job = jobs.start_training(before, after, None, "colormap", None, None)
+    assert wait_until_finished(jobs, job).state == "done"
+    edit_path = jobs.edit_of_training(job)
+
+    photos = tmp_path / "photos"
+    write_image(random_image(20, 30, seed=1), photos / "a.png")
+    write_image(random_image(13, 13, seed=2), photos / "crashes.png")
+    (photos / "broken.png").write_text("no")
+    write_image(random_image(16, 20, seed=3), photos / "z.png")
+    original_edit = ColorMapEdit.edit
+
+    def crash_on_13_pixels_wide(self, image, **kwargs):
+        if image.shape[1] == 13:
+            raise RuntimeError("the method broke")
+        return original_edit(self, image, **kwargs)
+
+    monkeypatch.setattr(ColorMapEdit, "edit", crash_on_13_pixels_wide)
+
+    assert main(["apply", str(edit_path), str(photos), "-o", str(tmp_path / "cli"), "--quiet"]) == 2
+    printed = capsys.readouterr()
+    assert printed.err.count("analogize: error:") == 2 and "applied colormap to 2 of 4" in printed.out
+    inputs, results, errors = jobs.apply(edit_path, sorted(photos.iterdir()), 1.0, None)
+
+    assert [path.name for path in results] == ["a.png", "z.png"] == [path.name for path in inputs]
+    for result in results:
+        assert result.read_bytes() == (tmp_path / "cli" / result.name).read_bytes()
+    assert [error.split(":")[0] for error in errors] == ["broken.png", "crashes.png"]
+    assert errors[1] == "crashes.png: RuntimeError: the method broke" and str(photos) not in "".join(errors)
+    cli_summary = json.loads((tmp_path / "cli" / "analogize-apply.json").read_text())
+    web_summary = json.loads((results[0].parent / "analogize-apply.json").read_text())
+    assert cli_summary["failed"] == web_summary["failed"]
+    assert (cli_summary["done"], web_summary["done"], web_summary["images"]) == (2, 2, 4)
 
 
 def test_the_server_listens_on_this_machine_only_and_serves_no_other_files(tmp_path):

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_text_atomic
+from ..batch import apply_edit, output_path
 from ..editfile import load_edit
 from ..errors import AnalogizeError
 from ..images import IMAGE_SUFFIXES, load_image, save_image
@@ -228,8 +229,9 @@ class Jobs:
 
     def apply(self, edit_path: Path, photos: list[Path], strength: float,
               strength_map: np.ndarray | None) -> tuple[list[Path], list[Path], list[str]]:
-        """Edit each photo; returns (inputs kept, results, one-line errors), all inside a new
-        apply folder, whose results.zip holds the results and the strength map used."""
+        """Edit each photo, going on past any that fails (batch.run_batch, as the CLI does); returns
+        (inputs kept, results, one line per failed photo), all inside a new apply folder, whose
+        results.zip holds the results and the strength map used."""
         if not photos:
             raise AnalogizeError("no photos uploaded; drop one or more photos to edit")
         if len(photos) > self.limits.max_photos:
@@ -241,22 +243,19 @@ class Jobs:
         if strength_map is not None:
             save_image(np.repeat(strength_map[..., None], 3, axis=2), folder / STRENGTH_MAP_NAME)
             strength_map = load_image(folder / STRENGTH_MAP_NAME)  # exactly what the CLI would read
-        inputs, results, errors = [], [], []
-        for photo in photos:
-            photo = Path(photo)
-            try:
-                image = load_image(photo)
-                result = edit.apply(image, strength=strength, strength_map=strength_map)
-            except AnalogizeError as error:
-                errors.append(f"{photo.name}: {error}".replace(f"{photo}: ", ""))
+        summary = apply_edit(edit, edit_path, [Path(photo) for photo in photos], folder / "results",
+                             strength=strength, strength_map=strength_map)
+        failed = {Path(failure["image"]): failure["reason"] for failure in summary.failed}
+        errors = [reason.replace(str(photo), photo.name) for photo, reason in failed.items()]
+        inputs, results = [], []
+        for photo in map(Path, photos):
+            if photo in failed:
                 continue
             kept = folder / "inputs" / photo.name
             kept.parent.mkdir(exist_ok=True)
             shutil.copyfile(photo, kept)
-            output = folder / "results" / f"{photo.stem}.png"
-            save_image(result, output)
             inputs.append(kept)
-            results.append(output)
+            results.append(output_path(folder / "results", photo))
         if results:
             with zipfile.ZipFile(folder / RESULTS_ZIP, "w") as archive:
                 for output in results:
