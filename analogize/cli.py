@@ -208,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workdir", type=Path, default=Path("analogize-serve"),
                        help="folder for uploads, jobs and results (default %(default)s)")
     serve.add_argument("--max-upload-mb", type=int, default=50, help="largest file one upload may be")
+    serve.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
+                       help="an account that may sign in (repeatable); needed to serve other machines")
+    serve.add_argument("--auth-file", type=Path,
+                       help="file of accounts, one user:password a line (keeps passwords out of the process list)")
+    serve.add_argument("--insecure", action="store_true",
+                       help="serve a non-loopback --host with no password (anyone who reaches the port can use it)")
     serve.set_defaults(handler=run_serve, quiet=True, max_pixels=DEFAULT_MAX_PIXELS)
 
     methods = commands.add_parser("methods", help="list the methods and what each needs")
@@ -513,11 +519,17 @@ def run_merge(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from .web.auth import check_exposure, read_credentials
+
+    credentials = read_credentials(args.auth, args.auth_file)
+    warning = check_exposure(args.host, credentials, args.insecure)
     try:
         from .web.app import serve
     except ImportError as error:
         raise AnalogizeError(f"the web app needs {error.name}; pip install 'analogize[web]'") from None
-    serve(args.workdir, args.host, args.port, args.max_upload_mb)
+    if warning:
+        print(f"analogize: WARNING: {warning}", file=sys.stderr)
+    serve(args.workdir, args.host, args.port, args.max_upload_mb, credentials=credentials)
     return 0
 
 

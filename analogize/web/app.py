@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 
 from ..errors import AnalogizeError  # noqa: E402
 from ..methods import DEFAULT_METHOD, REGISTRY  # noqa: E402
+from .auth import password_check  # noqa: E402
 from .jobs import RESULTS_ZIP, Jobs, TrainingStatus  # noqa: E402
 
 REFRESH_SECONDS = 1.0
@@ -275,6 +276,11 @@ def build_app(jobs: Jobs) -> gr.Blocks:
         pixels_again.click(continue_from_result, pixels_chain, pixels.source)
         pbe.run.click(run_paint_by_example, pbe.inputs, pbe.compare,
                       concurrency_limit=1, concurrency_id="apply")
+    # Gradio writes the description of every documented endpoint (names, labels, types) into the
+    # page it serves before a login, to anyone; undocumented ones stay callable once signed in
+    # (the page itself, gradio_client) but are described to no one who is not.
+    for event in app.fns.values():
+        event.api_visibility = "undocumented"
     return app
 
 
@@ -346,15 +352,20 @@ class Server:
         self.jobs.close()
 
 
-def serve(workdir: Path, host: str, port: int, max_upload_mb: int, *, block: bool = True) -> Server:
-    """Start the server. With `block`, serve until interrupted (Ctrl-C), then stop; otherwise
-    return the running server (tests, benchmarks)."""
+def serve(workdir: Path, host: str, port: int, max_upload_mb: int, *, credentials: dict[str, str] | None = None,
+          block: bool = True) -> Server:
+    """Start the server; with `credentials` (user -> password) every page and API call needs a
+    login (the caller has checked the host may be served: auth.check_exposure). With `block`,
+    serve until interrupted (Ctrl-C), then stop; otherwise return the running server (tests,
+    benchmarks)."""
     jobs = Jobs(workdir)
     app = build_app(jobs)
     app.queue(default_concurrency_limit=1)
     _, url, _ = app.launch(
         server_name=host, server_port=port, max_file_size=f"{max_upload_mb}mb", allowed_paths=[str(jobs.workdir)],
         ssr_mode=False, prevent_thread_lock=not block, quiet=not block, footer_links=[],
+        auth=password_check(credentials) if credentials else None,
+        auth_message="analogize: sign in with an account this server was started with (--auth, --auth-file)",
     )
     server = Server(app, url, jobs)
     if block:  # launch() returned: the user pressed Ctrl-C
