@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workdir", type=Path, default=Path("analogize-serve"),
                        help="folder for uploads, jobs and results (default %(default)s)")
     serve.add_argument("--max-upload-mb", type=int, default=50, help="largest file one upload may be")
+    serve.add_argument("--models-dir", type=Path,
+                       help="folder of pretrained model folders the pages may use, by name (default: none)")
     serve.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
                        help="an account that may sign in (repeatable); needed to serve other machines")
     serve.add_argument("--auth-file", type=Path,
@@ -529,7 +531,9 @@ def run_serve(args: argparse.Namespace) -> int:
         raise AnalogizeError(f"the web app needs {error.name}; pip install 'analogize[web]'") from None
     if warning:
         print(f"analogize: WARNING: {warning}", file=sys.stderr)
-    serve(args.workdir, args.host, args.port, args.max_upload_mb, credentials=credentials)
+    if args.models_dir is not None and not args.models_dir.is_dir():
+        raise AnalogizeError(f"--models-dir {args.models_dir}: no such folder; give the folder holding the model folders")
+    serve(args.workdir, args.host, args.port, args.max_upload_mb, credentials=credentials, models_dir=args.models_dir)
     return 0
 
 

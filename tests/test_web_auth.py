@@ -104,3 +104,8 @@ def test_the_page_and_its_api_need_a_login(tmp_path):
         assert Client(url, auth=("bob", "battery:staple"), verbose=False).predict(api_name="/refresh_edits")
     finally:
         server.close()
+
+
+def test_a_missing_models_dir_refuses_to_start(tmp_path, capsys):
+    assert main(["serve", "--models-dir", str(tmp_path / "nowhere"), "--port", str(free_port())]) == 2
+    assert "--models-dir" in capsys.readouterr().err

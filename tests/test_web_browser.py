@@ -26,11 +26,17 @@ TRAINING_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, tiny_backbones):
+    """A server whose --models-dir offers a tiny SD pipeline ("tiny-sd") and a tiny
+    Paint-by-Example checkpoint ("tiny-pbe"), by name."""
+    from analogize.tiny_backbones import write_tiny_paint_by_example
     from analogize.web.app import serve
 
     workdir = tmp_path_factory.mktemp("serve")
-    server = serve(workdir, "127.0.0.1", free_port(), max_upload_mb=5, block=False)
+    models = tmp_path_factory.mktemp("models")
+    (models / "tiny-sd").symlink_to(tiny_backbones["sd"])
+    write_tiny_paint_by_example(models / "tiny-pbe")
+    server = serve(workdir, "127.0.0.1", free_port(), max_upload_mb=5, models_dir=models, block=False)
     yield server.url, workdir
     server.close()
 
@@ -200,21 +206,21 @@ def paint_stroke(page, painter: str) -> None:
     page.mouse.up()
 
 
-def fill_model_and_steps(page, prefix: str, model: Path, steps: int) -> None:
-    page.locator(f"#{prefix}-base-model input, #{prefix}-base-model textarea").first.fill(str(model))
+def fill_model_and_steps(page, prefix: str, model: str, steps: int) -> None:
+    choose(page, f"{prefix}-base-model", model)
     field = page.locator(f"#{prefix}-steps input[type=number]")
     field.fill(str(steps))
     field.press("Enter")
 
 
-def test_pixels_screen_edits_where_painted_and_keeps_a_history(page, server, tmp_path, tiny_backbones):
+def test_pixels_screen_edits_where_painted_and_keeps_a_history(page, server, tmp_path):
     photo = write_image(real_photo(1, 96, 64), tmp_path / "photo.png")
     exemplar = write_image(real_photo(2, 96, 64), tmp_path / "exemplar.png")
     page.get_by_role("tab", name="Exemplar (PIXELS)").click()
     page.locator("#pixels-source input[type=file]").set_input_files(str(photo))
     page.locator("#pixels-exemplar input[type=file]").set_input_files(str(exemplar))
     paint_stroke(page, "pixels-painter")
-    fill_model_and_steps(page, "pixels", tiny_backbones["sd"], 3)
+    fill_model_and_steps(page, "pixels", "tiny-sd", 3)
     page.click("#pixels-run")
     page.locator("#pixels-compare img").first.wait_for(timeout=TRAINING_TIMEOUT_MS)
     steps_shown = "(document.querySelector('#pixels-history').innerText.match(/base_model/g) || []).length"
@@ -238,9 +244,6 @@ def test_pixels_without_a_base_model_says_why_in_the_page(page, tmp_path):
 
 
 def test_paint_by_example_screen_repaints_only_the_painted_region(page, server, tmp_path):
-    from analogize.tiny_backbones import write_tiny_paint_by_example
-
-    model = write_tiny_paint_by_example(tmp_path / "pbe")
     source = real_photo(1, 96, 64)
     photo = write_image(source, tmp_path / "photo.png")
     exemplar = write_image(real_photo(2, 40, 40), tmp_path / "exemplar.png")
@@ -248,7 +251,7 @@ def test_paint_by_example_screen_repaints_only_the_painted_region(page, server, 
     page.locator("#pbe-source input[type=file]").set_input_files(str(photo))
     page.locator("#pbe-exemplar input[type=file]").set_input_files(str(exemplar))
     paint_stroke(page, "pbe-painter")
-    fill_model_and_steps(page, "pbe", model, 3)
+    fill_model_and_steps(page, "pbe", "tiny-pbe", 3)
     page.click("#pbe-run")
     page.locator("#pbe-compare img").first.wait_for(timeout=TRAINING_TIMEOUT_MS)
     screenshot(page, tmp_path, "web-paint-by-example")
@@ -258,3 +261,29 @@ def test_paint_by_example_screen_repaints_only_the_painted_region(page, server, 
     assert painted.any() and not painted.all()
     assert np.abs(result[~painted] - source[~painted]).max() <= 1 / 255 + 1e-6
     assert np.abs(result[painted] - source[painted]).mean() > 0.02
+
+
+def test_a_server_with_accounts_shows_nothing_but_its_login_until_signed_in(browser, tmp_path):
+    from analogize.web.app import serve
+
+    server = serve(tmp_path / "work", "127.0.0.1", free_port(), 5, credentials={"ann": "correct horse"}, block=False)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(server.url)
+
+        def sign_in(password: str) -> None:
+            page.get_by_label("username").fill("ann")  # a failed login clears both fields
+            page.get_by_label("password").fill(password)
+            page.get_by_role("button", name="Login").click()
+
+        sign_in("wrong")
+        page.get_by_text("Incorrect credentials").wait_for()
+        assert page.locator("#learn").count() == 0
+        sign_in("correct horse")
+        page.wait_for_selector("#learn")
+        screenshot(page, tmp_path, "web-login")
+    finally:
+        context.close()
+        server.close()

@@ -187,18 +187,46 @@ def test_the_server_listens_on_this_machine_only_and_serves_no_other_files(tmp_p
 
 def test_a_method_without_its_pretrained_weights_gives_the_reason_before_any_job(tmp_path, tiny_backbones,
                                                                                    tiny_hypernetwork):
-    jobs = Jobs(tmp_path / "work")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny-sd").symlink_to(tiny_backbones["sd"])
+    (models / "loc-hypernetwork").symlink_to(tiny_hypernetwork)
+    jobs = Jobs(tmp_path / "work", models_dir=models)
     before, after = pair_files(tmp_path / "upload")
-    for method, folder, reason in (("pairedit", None, "pairedit needs a pretrained FLUX.1 or Stable Diffusion"),
-                                   ("pairedit", "nowhere", "no such folder"),
-                                   ("loc", None, "loc needs a hypernetwork folder from `analogize train-loc`")):
+    for method, name, reason in (("pairedit", None, "pairedit needs a pretrained FLUX.1 or Stable Diffusion.*choose one "
+                                                    "of this server's models: loc-hypernetwork, tiny-sd"),
+                                 ("pairedit", "nowhere", "'nowhere' is not one of this server's models"),
+                                 ("loc", None, "loc needs a hypernetwork folder from `analogize train-loc`")):
         with pytest.raises(AnalogizeError, match=reason):
-            jobs.start_training(before, after, None, method, "tiny", 2, folder)
+            jobs.start_training(before, after, None, method, "tiny", 2, name)
     assert list((tmp_path / "work" / "train").iterdir()) == []
-    job = jobs.start_training(before, after, None, "pairedit", "tiny", 2, str(tiny_backbones["sd"]))
+    job = jobs.start_training(before, after, None, "pairedit", "tiny", 2, "tiny-sd")
     assert wait_until_finished(jobs, job, timeout=120).state == "done"
-    job = jobs.start_training(before, after, None, "loc", "tiny", None, str(tiny_hypernetwork))  # --hypernetwork
+    job = jobs.start_training(before, after, None, "loc", "tiny", None, "loc-hypernetwork")  # --hypernetwork
     assert wait_until_finished(jobs, job, timeout=120).state == "done"
+
+
+def test_the_page_names_models_only_by_their_folder_under_models_dir(tmp_path, tiny_backbones):
+    """A visitor picks a model by name; a path of any kind, even to a real model, is refused, and
+    a server without --models-dir says how to enable pretrained models."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny-sd").symlink_to(tiny_backbones["sd"])
+    (models / ".hidden").mkdir()
+    photo = write_image(random_image(16, 16), tmp_path / "photo.png")
+    jobs = Jobs(tmp_path / "work", models_dir=models)
+    assert jobs.available_models() == ["tiny-sd"]
+    for name in (str(tiny_backbones["sd"]), str(models / "tiny-sd"), "../models/tiny-sd", "tiny-sd/", ".hidden", "."):
+        with pytest.raises(AnalogizeError, match="not one of this server's models"):
+            jobs.pixels(photo, photo, None, name, steps=1, seed=0)
+        with pytest.raises(AnalogizeError, match="not one of this server's models"):
+            jobs.paint_by_example(photo, photo, np.ones((16, 16), np.float32), name, steps=1, guidance=1.0, seed=0)
+    result, _ = jobs.pixels(photo, photo, None, "tiny-sd", steps=1, seed=0)
+    assert result.is_file()
+    closed = Jobs(tmp_path / "closed")
+    with pytest.raises(AnalogizeError, match="start it with --models-dir DIR"):
+        closed.pixels(photo, photo, None, str(tiny_backbones["sd"]), steps=1, seed=0)
+    assert closed.available_models() == []
 
 
 def test_a_lost_interrupt_is_sent_again_before_anything_is_killed():

@@ -100,9 +100,8 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                                          elem_id="method")
                     preset = gr.Dropdown(label="Preset", elem_id="preset", **preset_kwargs(DEFAULT_METHOD))
                     steps = gr.Number(None, label="Steps (empty: the preset's)", precision=0, elem_id="steps")
-                base_model = gr.Textbox(label="Pretrained weights: their folder on the server (what the method "
-                                              "needs is said below)",
-                                        visible=needs_pretrained(DEFAULT_METHOD), elem_id="base-model")
+                base_model = model_choice(jobs, "Pretrained weights (what the method needs is said below)",
+                                          "base-model", visible=needs_pretrained(DEFAULT_METHOD))
                 note = gr.Markdown(method_note(DEFAULT_METHOD))
                 with gr.Row():
                     learn = gr.Button("Learn", variant="primary", elem_id="learn")
@@ -144,10 +143,10 @@ def build_app(jobs: Jobs) -> gr.Blocks:
             with gr.Tab("Exemplar (PIXELS)", id="pixels", elem_id="pixels-tab"):
                 gr.Markdown("Training-free: edit a photo towards an exemplar image where you paint "
                             "(PIXELS, docs/methods/pixels.md). Needs a pretrained diffusion model on the server.")
-                pixels = exemplar_screen("pixels", "Exemplar, aligned with the photo",
+                pixels = exemplar_screen(jobs, "pixels", "Exemplar, aligned with the photo",
                                          "Choose the brush and paint where the photo should follow the exemplar "
                                          "(nothing painted = everywhere)",
-                                         "Base model: folder of a downloaded diffusers pipeline", "Edit")
+                                         "Base model: a downloaded diffusers pipeline", "Edit")
                 pixels_again = gr.Button("Use the result as the photo (edit again)", elem_id="pixels-again")
                 pixels_history = gr.JSON(label="History of this photo's edits", elem_id="pixels-history")
                 pixels_chain = gr.State([])
@@ -156,13 +155,13 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                 gr.Markdown("Paint the region to replace and drop an image of what should be there; the model "
                             "paints it in, fitted to the scene (docs/methods/paint-by-example.md). Needs a "
                             "Paint-by-Example model on the server (downloaded, or trained with `analogize train-pbe`).")
-                pbe = exemplar_screen("pbe", "Exemplar: what to paint in", "Choose the brush and paint the region "
-                                      "to repaint", "Model: folder of a Paint-by-Example checkpoint", "Paint",
+                pbe = exemplar_screen(jobs, "pbe", "Exemplar: what to paint in", "Choose the brush and paint the "
+                                      "region to repaint", "Model: a Paint-by-Example checkpoint", "Paint",
                                       guidance=5.0)
 
         # --- teach --------------------------------------------------------------------------------
         def choose_method(name: str):
-            return gr.Dropdown(**preset_kwargs(name)), gr.Textbox(visible=needs_pretrained(name)), method_note(name)
+            return gr.Dropdown(**preset_kwargs(name)), gr.Dropdown(visible=needs_pretrained(name)), method_note(name)
 
         def show(current: str | None):
             current = current or jobs.latest_training()
@@ -171,12 +170,12 @@ def build_app(jobs: Jobs) -> gr.Blocks:
             return (current, status_markdown(found), progress_html(found), loss_frame(found),
                     gr.DownloadButton(value=found.edit_path if done else None, visible=done))
 
-        def start(before_files, after_files, zip_file, method_name, preset_name, step_count, base_model_path):
+        def start(before_files, after_files, zip_file, method_name, preset_name, step_count, model_name):
             try:
                 started = jobs.start_training(
                     [Path(path) for path in before_files or []], [Path(path) for path in after_files or []],
                     Path(zip_file) if zip_file else None, method_name, preset_name or None,
-                    int(step_count) if step_count else None, (base_model_path or "").strip() or None,
+                    int(step_count) if step_count else None, (model_name or "").strip() or None,
                 )
             except AnalogizeError as error:
                 raise one_line(error) from None
@@ -242,11 +241,11 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                     concurrency_limit=1, concurrency_id="apply")
 
         # --- exemplar screens -----------------------------------------------------------------------
-        def run_pixels(source, exemplar, painted, base_model_path, steps_value, seed_value, chain):
+        def run_pixels(source, exemplar, painted, model_name, steps_value, seed_value, chain):
             check_exemplar_inputs(source, exemplar)
             try:
                 result, chain = jobs.pixels(Path(source), Path(exemplar), strength_map_of(painted),
-                                            (base_model_path or "").strip(), steps=int(steps_value),
+                                            (model_name or "").strip(), steps=int(steps_value),
                                             seed=int(seed_value or 0), history=chain)
             except AnalogizeError as error:
                 raise one_line(error) from None
@@ -257,11 +256,11 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                 raise gr.Error("edit the photo once first", print_exception=False)
             return chain[-1]["result"]
 
-        def run_paint_by_example(source, exemplar, painted, model_path, steps_value, seed_value, guidance_value):
+        def run_paint_by_example(source, exemplar, painted, model_name, steps_value, seed_value, guidance_value):
             check_exemplar_inputs(source, exemplar)
             try:
                 result = jobs.paint_by_example(Path(source), Path(exemplar), strength_map_of(painted),
-                                               (model_path or "").strip(), steps=int(steps_value),
+                                               (model_name or "").strip(), steps=int(steps_value),
                                                guidance=float(guidance_value), seed=int(seed_value or 0))
             except AnalogizeError as error:
                 raise one_line(error) from None
@@ -292,7 +291,7 @@ class ExemplarScreen:
     source: gr.Image
     exemplar: gr.Image
     painter: gr.ImageEditor
-    base_model: gr.Textbox
+    base_model: gr.Dropdown
     steps: gr.Slider
     seed: gr.Number
     run: gr.Button
@@ -305,8 +304,8 @@ class ExemplarScreen:
                 *([self.guidance] if self.guidance else [])]
 
 
-def exemplar_screen(prefix: str, exemplar_label: str, paint_label: str, model_label: str, run_label: str,
-                    guidance: float | None = None) -> ExemplarScreen:
+def exemplar_screen(jobs: Jobs, prefix: str, exemplar_label: str, paint_label: str, model_label: str,
+                    run_label: str, guidance: float | None = None) -> ExemplarScreen:
     """The shared widgets, with element ids `PREFIX-source`, `PREFIX-exemplar`, … for the tests;
     a classifier-free guidance slider starting at `guidance` when that is given."""
     with gr.Row():
@@ -316,7 +315,7 @@ def exemplar_screen(prefix: str, exemplar_label: str, paint_label: str, model_la
                              transforms=(), brush=gr.Brush(colors=[(PAINT_COLOUR, 0.5)], color_mode="fixed"),
                              elem_id=f"{prefix}-painter")
     with gr.Row():
-        base_model = gr.Textbox(label=model_label, elem_id=f"{prefix}-base-model")
+        base_model = model_choice(jobs, model_label, f"{prefix}-base-model")
         steps = gr.Slider(1, 100, value=30, step=1, label="Steps", elem_id=f"{prefix}-steps")
         seed = gr.Number(0, precision=0, label="Seed", elem_id=f"{prefix}-seed")
         guidance_slider = (gr.Slider(1.0, 10.0, value=guidance, step=0.5, label="Guidance (1 = off)",
@@ -324,6 +323,20 @@ def exemplar_screen(prefix: str, exemplar_label: str, paint_label: str, model_la
     run = gr.Button(run_label, variant="primary", elem_id=f"{prefix}-run")
     compare = gr.ImageSlider(label="Before / after", type="filepath", elem_id=f"{prefix}-compare")
     return ExemplarScreen(source, exemplar, painter, base_model, steps, seed, run, compare, guidance_slider)
+
+
+def model_choice(jobs: Jobs, label: str, elem_id: str, visible: bool = True) -> gr.Dropdown:
+    """The pretrained models of this server (`serve --models-dir`), offered by name: the page never
+    names a path. Any name is accepted (and checked by Jobs), as the list is only as fresh as the page."""
+    models = jobs.available_models()
+    if jobs.models_dir is None:
+        info = "This server loads no pretrained models: start it with --models-dir DIR (docs/web.md)."
+    else:
+        info = f"The model folders in {jobs.models_dir} on the server" + ("" if models else " (none there yet)")
+    dropdown = gr.Dropdown(choices=models, value=None, label=label, info=info, allow_custom_value=True,
+                           visible=visible, elem_id=elem_id)
+    dropdown.focus(lambda: gr.Dropdown(choices=jobs.available_models()), None, dropdown)
+    return dropdown
 
 
 def check_exemplar_inputs(source: str | None, exemplar: str | None) -> None:
@@ -353,12 +366,13 @@ class Server:
 
 
 def serve(workdir: Path, host: str, port: int, max_upload_mb: int, *, credentials: dict[str, str] | None = None,
-          block: bool = True) -> Server:
+          models_dir: Path | None = None, block: bool = True) -> Server:
     """Start the server; with `credentials` (user -> password) every page and API call needs a
-    login (the caller has checked the host may be served: auth.check_exposure). With `block`,
+    login (the caller has checked the host may be served: auth.check_exposure); the pages may name
+    the model folders in `models_dir` (none without it). With `block`,
     serve until interrupted (Ctrl-C), then stop; otherwise return the running server (tests,
     benchmarks)."""
-    jobs = Jobs(workdir)
+    jobs = Jobs(workdir, models_dir=models_dir)
     app = build_app(jobs)
     app.queue(default_concurrency_limit=1)
     _, url, _ = app.launch(

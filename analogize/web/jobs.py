@@ -50,6 +50,8 @@ EDIT_NAME = "edit.edit"
 RESULTS_ZIP = "results.zip"
 STRENGTH_MAP_NAME = "strength-map.png"
 EDITS_KEPT_LOADED = 4
+PRETRAINED_SCREEN_NEEDS = ("this screen builds on a pretrained model (docs/methods/pixels.md, "
+                           "docs/methods/paint-by-example.md)")
 CHECKPOINTS_PER_RUN = 20
 """A web training is checkpointed about this many times, so a cancelled one resumes near where it was."""
 
@@ -85,9 +87,11 @@ class TrainingStatus:
 class Jobs:
     """Every job of one server, under `workdir`."""
 
-    def __init__(self, workdir: Path, limits: Limits | None = None):
+    def __init__(self, workdir: Path, limits: Limits | None = None, models_dir: Path | None = None):
         self.workdir = Path(workdir).resolve()
         self.limits = limits or Limits()
+        self.models_dir = Path(models_dir).resolve() if models_dir is not None else None
+        """Where the pretrained models the page may name live; None: the server loads none."""
         (self.workdir / "train").mkdir(parents=True, exist_ok=True)
         (self.workdir / "apply").mkdir(parents=True, exist_ok=True)
         (self.workdir / "edit").mkdir(parents=True, exist_ok=True)
@@ -101,12 +105,12 @@ class Jobs:
     def start_training(self, before: list[Path], after: list[Path], archive: Path | None, method: str,
                        preset: str | None, steps: int | None, pretrained: str | None = None) -> str:
         """Check the uploads and settings, then start learning; returns the job id. `pretrained`
-        is the folder the method builds on (its `pretrained_setting`), for the methods that have one."""
+        names the model under `models_dir` the method builds on (its `pretrained_setting`), for
+        the methods that have one."""
         chosen = get_method(method)
         setting = chosen.pretrained_setting
-        config = chosen.make_config(preset, steps=steps, **({setting: pretrained or None} if setting else {}))
-        if setting:
-            check_pretrained(getattr(config, setting), f"{chosen.name} needs {chosen.needs}")
+        folder = self.model_folder(pretrained, f"{chosen.name} needs {chosen.needs}") if setting else None
+        config = chosen.make_config(preset, steps=steps, **({setting: folder} if setting else {}))
         with self._lock:
             running = self._running_job()
             if running is not None:
@@ -272,6 +276,7 @@ class Jobs:
         from ..backbones import BackboneConfig, load_backbone
         from ..methods.pixels import Exemplar, pixels_edit
 
+        base_model = self.model_folder(base_model, PRETRAINED_SCREEN_NEEDS)
         backbone = self._pretrained("pixels", base_model, lambda: load_backbone(BackboneConfig(base_model=base_model)))
         folder = self.workdir / "edit" / secrets.token_hex(6)
         folder.mkdir(parents=True)
@@ -300,6 +305,7 @@ class Jobs:
 
         if paint is None:
             raise AnalogizeError("nothing painted; paint the region to repaint on the photo")
+        base_model = self.model_folder(base_model, PRETRAINED_SCREEN_NEEDS)
         device = device_for("auto")
         model = self._pretrained("paint-by-example", base_model,
                                  lambda: PaintByExampleModel.from_pretrained(base_model).to(device))
@@ -312,14 +318,33 @@ class Jobs:
         save_image(result, output)
         return output
 
-    def _pretrained(self, kind: str, base_model: str, load):
+    def _pretrained(self, kind: str, folder: str, load):
         """A pretrained model, loaded on first use; one in memory at a time (they take gigabytes)."""
-        check_pretrained(base_model, "this screen builds on a pretrained model: give the folder of one downloaded to "
-                                     "the server (docs/methods/pixels.md, docs/methods/paint-by-example.md)")
-        if (kind, base_model) not in self._models:
+        if (kind, folder) not in self._models:
             self._models.clear()
-            self._models[kind, base_model] = load()
-        return self._models[kind, base_model]
+            self._models[kind, folder] = load()
+        return self._models[kind, folder]
+
+    def available_models(self) -> list[str]:
+        """The names of the model folders under `models_dir`: what the page offers."""
+        if self.models_dir is None or not self.models_dir.is_dir():
+            return []
+        return sorted(entry.name for entry in self.models_dir.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+
+    def model_folder(self, name: str | None, needs: str) -> str:
+        """The folder of the model the page names. Only a folder directly under `models_dir`, by its
+        name: a visitor must not make the server load whatever path they type."""
+        if self.models_dir is None:
+            raise AnalogizeError(f"{needs}; this server loads no pretrained models: start it with --models-dir DIR, "
+                                 "DIR holding the downloaded model folders")
+        available = self.available_models()
+        if not name:
+            raise AnalogizeError(f"{needs}; choose one of this server's models: {', '.join(available) or 'none yet'} "
+                                 f"(folders in {self.models_dir})")
+        if name not in available:
+            raise AnalogizeError(f"{name!r} is not one of this server's models ({', '.join(available) or 'none yet'}); "
+                                 f"pick one by name, or put its folder in {self.models_dir}")
+        return str(self.models_dir / name)
 
     def edit_of_training(self, job: str) -> Path:
         path = self._folder("train", job) / EDIT_NAME
@@ -352,16 +377,6 @@ class Jobs:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
                 process.wait(timeout=30)
-
-
-def check_pretrained(folder: str, needs: str) -> None:
-    """The one-line reason a method that builds on pretrained weights cannot start (`needs`, when no
-    folder is given), before a job is made for it; loading the weights happens in the job itself."""
-    if not folder:
-        raise AnalogizeError(needs)
-    if not Path(folder).is_dir() and "/" not in folder:
-        raise AnalogizeError(f"{folder}: no such folder on the server; give the folder of the downloaded (or trained) "
-                             "weights")
 
 
 def read_losses(path: Path) -> list[dict[str, float]]:
