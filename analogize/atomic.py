@@ -20,6 +20,8 @@ from typing import Callable, Iterator
 from .errors import DiskFullError
 
 DISK_FULL_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# Less free space than this after a library's write failed: the disk filled (`disk_full_errno`).
+NEARLY_FULL_BYTES = 1 << 20
 
 
 @contextlib.contextmanager
@@ -62,15 +64,40 @@ def write_folder_atomic(path: str | os.PathLike, write: Callable[[Path], object]
 
 
 @contextlib.contextmanager
-def disk_full_as_error(path: Path) -> Iterator[None]:
-    """A full disk (or quota, or file-size limit) while writing `path` becomes one line naming it."""
+def disk_full_as_error(path: Path, *, written_by_library: bool = False) -> Iterator[None]:
+    """A full disk (or quota, or file-size limit) while writing `path` becomes one line naming it.
+
+    `written_by_library=True` is for files a library writes itself, which may wrap the OSError in
+    its own exception: see `disk_full_errno`."""
     try:
         yield
-    except OSError as error:
-        if error.errno not in DISK_FULL_ERRORS:
+    except DiskFullError:
+        raise
+    except Exception as error:
+        code = disk_full_errno(error, path if written_by_library else None)
+        if code is None:
             raise
-        raise DiskFullError(f"{path}: could not be written, {os.strerror(error.errno).lower()}; free some space "
+        raise DiskFullError(f"{path}: could not be written, {os.strerror(code).lower()}; free some space "
                              "there or write somewhere else (nothing half-written was left)") from None
+
+
+def disk_full_errno(error: Exception, written: Path | None = None) -> int | None:
+    """The errno (ENOSPC, EDQUOT, EFBIG) if `error` says a write failed for lack of space, else None.
+
+    An OSError carries its errno. Libraries that write files themselves wrap it; given the path
+    `written`, their errors count too: safetensors raises a SafetensorError quoting the system's
+    message ("No space left on device (os error 28)"), torch.save a RuntimeError that may not
+    ("unexpected pos 576 vs 534"), but it leaves its partial file filling the disk, so a filesystem
+    with (almost) no space left at that moment counts as full."""
+    if isinstance(error, OSError):
+        return error.errno if error.errno in DISK_FULL_ERRORS else None
+    if written is None:
+        return None
+    for code in DISK_FULL_ERRORS:
+        if os.strerror(code) in str(error):
+            return code
+    folder = next(parent for parent in (written, *written.parents) if parent.exists())
+    return errno.ENOSPC if shutil.disk_usage(folder).free < NEARLY_FULL_BYTES else None
 
 
 def _create_hidden(final: Path, create: Callable[[Path], object], suffix: str = ".tmp") -> Path:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -60,8 +61,9 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from .atomic import DISK_FULL_ERRORS, disk_full_as_error, write_text_atomic
 from .distributed import process_state
-from .errors import AnalogizeError
+from .errors import AnalogizeError, DiskFullError
 
 logger = logging.getLogger(__name__)
 
@@ -354,26 +356,36 @@ def save_checkpoint(
     ema: dict[str, AveragedModel],
     keep: int,
 ) -> Path:
-    """Write `checkpoints/step-NNNNNN` atomically and delete all but the newest `keep`.
+    """Write `checkpoints/step-NNNNNN` atomically and delete all but the newest `keep`. A full
+    disk raises `DiskFullError` naming the checkpoint and leaves no staging folder behind.
 
     Every process calls this: accelerate writes each process's RNG state into the staging folder
     beside the weights the main process writes; only the main process renames and prunes."""
     final = checkpoints / f"step-{step:06d}"
     staging = checkpoints / f".{final.name}.tmp"
     if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)  # left by a run that crashed mid-save
+        for leftover in checkpoints.glob(".step-*.tmp"):  # left by a run killed mid-save
+            shutil.rmtree(leftover, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging), safe_serialization=True)
-    # save_state returns on each process once its own files are written; renaming the folder
-    # before the others are done pulled it from under them on a loaded machine ("Parent
-    # directory ... .tmp does not exist" on process 1).
-    accelerator.wait_for_everyone()
+    try:
+        # safetensors and torch.save wrap the OSError of a full disk in errors of their own.
+        with disk_full_as_error(final, written_by_library=True):
+            accelerator.save_state(str(staging), safe_serialization=True)
+            # save_state returns on each process once its own files are written; renaming the folder
+            # before the others are done pulled it from under them on a loaded machine ("Parent
+            # directory ... .tmp does not exist" on process 1).
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                for name, averaged in ema.items():
+                    tensors = {key: value.detach().cpu().contiguous() for key, value in averaged.state_dict().items()}
+                    save_file(tensors, staging / f"ema-{name}.safetensors")
+                (staging / STATE_FILE).write_text(json.dumps({"step": step, "fingerprint": fingerprint}, indent=2))
+                os.replace(staging, final)
+    except DiskFullError:
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     if accelerator.is_main_process:
-        for name, averaged in ema.items():
-            tensors = {key: value.detach().cpu().contiguous() for key, value in averaged.state_dict().items()}
-            save_file(tensors, staging / f"ema-{name}.safetensors")
-        (staging / STATE_FILE).write_text(json.dumps({"step": step, "fingerprint": fingerprint}, indent=2))
-        os.replace(staging, final)
         for old in sorted(checkpoint_folders(checkpoints), key=checkpoint_step)[:-keep]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
@@ -443,32 +455,41 @@ def newest_checkpoint(checkpoints: Path) -> Path | None:
 
 class LossLog:
     """`losses.csv`: one row per step. On resume, rows past the checkpoint's step (written by the
-    interrupted run after its last checkpoint) are dropped, so each step appears once."""
+    interrupted run after its last checkpoint) are dropped, so each step appears once; the kept rows
+    are rewritten atomically, so a run killed as it resumes still leaves them. A full disk raises
+    `DiskFullError` naming the log."""
 
     def __init__(self, path: Path, start_step: int):
+        self.path = path
+        self.fields: list[str] | None = None
         kept: list[dict[str, str]] = []
-        fields: list[str] | None = None
         if start_step > 0 and path.is_file():
             with path.open(newline="") as existing:
                 reader = csv.DictReader(existing)
                 kept = [row for row in reader if int(row["step"]) <= start_step]
-                fields = list(reader.fieldnames or []) or None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = path.open("w", newline="")
-        self.writer: csv.DictWriter | None = None
-        if fields is not None:
-            self._start(fields, kept)
+                self.fields = list(reader.fieldnames or []) or None
+        write_text_atomic(path, self._rows(kept, header=True) if self.fields else "")
+        self.file = path.open("a", newline="")
 
-    def _start(self, fields: list[str], rows: list[dict[str, Any]]) -> None:
-        self.writer = csv.DictWriter(self.file, fieldnames=fields)
-        self.writer.writeheader()
-        self.writer.writerows(rows)
+    def _rows(self, rows: list[dict[str, Any]], header: bool) -> str:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.fields)
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
+        return text.getvalue()
 
     def write(self, row: dict[str, Any]) -> None:
-        if self.writer is None:
-            self._start(list(row), [])
-        self.writer.writerow(row)
-        self.file.flush()
+        header = self.fields is None
+        if header:
+            self.fields = list(row)
+        with disk_full_as_error(self.path):
+            self.file.write(self._rows([row], header))
+            self.file.flush()
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as error:  # flushing again a row a full disk kept out, which write() reported
+            if error.errno not in DISK_FULL_ERRORS:
+                raise
