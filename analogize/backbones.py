@@ -26,6 +26,9 @@ InstructPix2Pix pipelines ("ip2p") are Stable Diffusion UNets that also see the 
 
 Loading never touches the network (`local_files_only`): a hub id must already be in the local
 Hugging Face cache, or the base model a downloaded folder; otherwise one line says how to get it.
+Nor does it run code from the folder: weights are read from safetensors only (never unpickled),
+and a folder with only pickled weights, a `.py` file or a custom pipeline or component class is
+refused before loading (pretrained.py, `check_loadable`).
 Tiny random backbones for tests are in tiny_backbones.py.
 """
 
@@ -33,13 +36,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import AnalogizeError
+from .pretrained import NO_REMOTE_CODE, check_loadable, library_message, model_folder
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PREDICTIONS = ("flow", "epsilon", "v_prediction")
@@ -417,14 +420,16 @@ def load_backbone(config: BackboneConfig, prior: str = "") -> Backbone:
 
 
 def _load_local_pipeline(name: str, option: str, dtype: torch.dtype) -> Any:
-    """A diffusers pipeline from a folder or the local cache; the network is never touched."""
+    """The diffusers pipeline in folder or cached hub id `name`, once `check_loadable` passes it."""
     from diffusers import DiffusionPipeline
 
+    folder = model_folder(name, option)
+    if not (folder / "model_index.json").is_file():
+        raise AnalogizeError(f"{name}: no model_index.json, so not a diffusers pipeline; give {option} the folder "
+                             "of one, whole, as `hf download` writes it")
+    check_loadable(folder, option)
     try:
-        return DiffusionPipeline.from_pretrained(name, dtype=dtype, local_files_only=True)
-    except (OSError, ValueError, EnvironmentError) as error:
-        hint = ("it has no model_index.json: give the folder of a diffusers pipeline" if Path(name).is_dir() else
-                f"download it where there is internet (`hf download {name} --local-dir DIR`), "
-                f"copy DIR here and pass {option} DIR")
-        raise AnalogizeError(f"{name}: no diffusers pipeline on this machine ({type(error).__name__}); "
-                             f"{hint}") from None
+        return DiffusionPipeline.from_pretrained(folder, dtype=dtype, **NO_REMOTE_CODE)
+    except Exception as error:  # noqa: BLE001 - a missing part, bad JSON, a truncated file: all a broken folder
+        raise AnalogizeError(f"{name}: loading its diffusers pipeline failed ({library_message(error)}); download "
+                             f"the folder again, whole, or give {option} another") from None
