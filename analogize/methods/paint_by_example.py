@@ -47,6 +47,7 @@ from transformers import CLIPPreTrainedModel, CLIPVisionConfig, CLIPVisionModel
 from ..backbones import DTYPES, Backbone, Level, quiet_loading
 from ..errors import AnalogizeError
 from ..images import load_image, resize
+from ..pretrained import NO_REMOTE_CODE, SAFE_LOADING, check_loadable, library_message, model_folder
 from ..samplers import classifier_free, deterministic_sample
 from ..training import run_training
 from .base import TrainableConfig, resolve_config
@@ -133,8 +134,10 @@ class PaintByExampleModel:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, dtype: str = "fp32") -> "PaintByExampleModel":
-        """Load a Paint-by-Example folder (Fantasy-Studio/Paint-by-Example, downloaded) from local files."""
-        folder = local_folder(folder)
+        """Load a Paint-by-Example folder (Fantasy-Studio/Paint-by-Example, downloaded) from local files,
+        once `check_loadable` passes it (safetensors only, no custom code)."""
+        folder = model_folder(folder, "--base-model")
+        check_loadable(folder, "--base-model")
         if not (folder / "image_encoder").is_dir():
             raise AnalogizeError(f"{folder}: no image_encoder/ folder, so not a Paint-by-Example checkpoint; give the "
                                  "downloaded Fantasy-Studio/Paint-by-Example folder, or train one with `analogize train-pbe`")
@@ -142,17 +145,18 @@ class PaintByExampleModel:
         quiet_loading()
         try:
             model = cls(
-                vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype),
-                unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype),
+                vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype, **SAFE_LOADING),
+                unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype,
+                                                          **SAFE_LOADING),
                 # Any of SD's schedulers' configs gives the noise schedule; our sampler walks it DDIM-style.
-                scheduler=DDIMScheduler.from_pretrained(folder, subfolder="scheduler"),
+                scheduler=DDIMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True),
                 image_encoder=ExemplarEncoder.from_pretrained(folder / "image_encoder", dtype=torch_dtype,
-                                                              local_files_only=True),
+                                                              **NO_REMOTE_CODE),
                 **exemplar_statistics(folder / "feature_extractor"),
             )
-        except (OSError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 - a missing part, bad JSON, a truncated file: all a broken folder
             raise AnalogizeError(f"{folder}: a part of the Paint-by-Example checkpoint is missing or broken "
-                                 f"({str(error).splitlines()[0][:160]}); download the whole folder again") from None
+                                 f"({library_message(error)}); download the whole folder again") from None
         if model.unet.config.in_channels != LATENT_CHANNELS_AND_EXTRAS:
             raise AnalogizeError(f"{folder}: its UNet takes {model.unet.config.in_channels} input channels, Paint by "
                                  f"Example's takes {LATENT_CHANNELS_AND_EXTRAS}; give a Paint-by-Example checkpoint")
@@ -196,20 +200,6 @@ class PaintByExampleModel:
         (default: the model's own)."""
         return Backbone(self, "sd", self.scheduler.config.prediction_type, device, self.unet.dtype,
                         resolution or self.resolution)
-
-
-def local_folder(name: str | Path) -> Path:
-    """A downloaded folder, or a hub id resolved in the local Hugging Face cache (never the network)."""
-    folder = Path(name)
-    if folder.is_dir():
-        return folder
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(str(name), local_files_only=True))
-    except Exception:  # noqa: BLE001 - every failure here means the same thing: not on this machine
-        raise AnalogizeError(f"{name}: not on this machine; download it where there is internet "
-                             f"(`hf download {name} --local-dir DIR`), copy DIR here and pass it instead") from None
 
 
 def exemplar_statistics(folder: Path) -> dict[str, tuple[float, ...]]:
@@ -476,7 +466,7 @@ def starting_model(config: PaintByExampleTrainingConfig) -> PaintByExampleModel:
     if not config.base_model:
         raise AnalogizeError("give --base-model: a Paint-by-Example folder, or a Stable Diffusion 1.x folder "
                              "together with --clip-model")
-    folder = local_folder(config.base_model)
+    folder = model_folder(config.base_model, "--base-model")
     if (folder / "image_encoder").is_dir():
         return PaintByExampleModel.from_pretrained(folder, config.dtype)
     if not (folder / "unet").is_dir() or not (folder / "vae").is_dir():
@@ -484,9 +474,12 @@ def starting_model(config: PaintByExampleTrainingConfig) -> PaintByExampleModel:
     if not config.clip_model:
         raise AnalogizeError(f"{folder} is plain Stable Diffusion: give --clip-model, the CLIP vision model "
                              "the exemplars go through (openai/clip-vit-large-patch14)")
+    clip_folder = model_folder(config.clip_model, "--clip-model")
+    check_loadable(folder, "--base-model")  # both, before anything is read
+    check_loadable(clip_folder, "--clip-model")
     torch_dtype = DTYPES[config.dtype]
     quiet_loading()
-    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype)
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch_dtype, **SAFE_LOADING)
     if unet.config.in_channels != 4:
         raise AnalogizeError(f"{folder}: its UNet already takes {unet.config.in_channels} channels; start from a "
                              "text-to-image SD 1.x model (4 channels)")
@@ -498,16 +491,16 @@ def starting_model(config: PaintByExampleTrainingConfig) -> PaintByExampleModel:
         widened.bias.copy_(unet.conv_in.bias)
     unet.conv_in = widened
     unet.register_to_config(in_channels=LATENT_CHANNELS_AND_EXTRAS)
-    clip_folder = local_folder(config.clip_model)
-    vision = CLIPVisionModel.from_pretrained(clip_folder, dtype=torch_dtype, local_files_only=True)
+    vision = CLIPVisionModel.from_pretrained(clip_folder, dtype=torch_dtype, **NO_REMOTE_CODE)
     encoder = ExemplarEncoder(vision.config).to(torch_dtype)
     encoder.model.load_state_dict(vision.state_dict())
     if encoder.proj_out.out_features != unet.config.cross_attention_dim:
         raise AnalogizeError(f"{clip_folder}: projects to {encoder.proj_out.out_features} but the UNet attends to "
                              f"{unet.config.cross_attention_dim}; pair SD 1.x (768) with CLIP ViT-L/14")
     return PaintByExampleModel(
-        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype),
-        unet=unet, scheduler=DDIMScheduler.from_pretrained(folder, subfolder="scheduler"), image_encoder=encoder,
+        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch_dtype, **SAFE_LOADING),
+        unet=unet, scheduler=DDIMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True),
+        image_encoder=encoder,
         **exemplar_statistics(clip_folder),
     )
 
