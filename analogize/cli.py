@@ -18,7 +18,6 @@ from .training import LOG_DESTINATIONS, MIXED_PRECISION_MODES
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-HISTORY_SUFFIX = ".history.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,42 +355,24 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
 
 def run_pixels_edit(args: argparse.Namespace) -> int:
-    from .atomic import write_text_atomic
     from .backbones import BackboneConfig, load_backbone
-    from .images import load_image, save_image
-    from .methods.pixels import Exemplar, pixels_edit, place
+    from .exemplars import ExemplarFile, pixels_step
 
     if len(args.map) > len(args.exemplar):
         raise AnalogizeError(f"{len(args.map)} --map for {len(args.exemplar)} --exemplar; give at most one map each")
-    source = load_image(args.source, args.max_pixels)
-    exemplars, record = [], []
+    exemplars = []
     for index, given in enumerate(args.exemplar):
         path, _, placement = given.partition("@")
-        image = load_image(Path(path), args.max_pixels)
-        edit_map = load_image(args.map[index], args.max_pixels) if index < len(args.map) else None
-        entry = {"image": path, "map": str(args.map[index]) if index < len(args.map) else None}
-        if placement:
-            try:
-                scale, left, top = (float(value) for value in placement.split(","))
-            except ValueError:
-                raise AnalogizeError(f"--exemplar {given}: write the placement as @scale,left,top, e.g. @0.5,40,10") from None
-            image, placed_map = place(image, source, scale=scale, left=round(left), top=round(top))
-            edit_map = placed_map if edit_map is None else edit_map
-            entry["placement"] = {"scale": scale, "left": round(left), "top": round(top)}
-        exemplars.append(Exemplar(image, edit_map))
-        record.append(entry)
-    backbone = load_backbone(BackboneConfig(base_model=args.base_model, dtype=args.dtype, resolution=args.resolution),
-                             prior=args.prior)
-    result = pixels_edit(backbone, source, exemplars, steps=args.steps, strength=args.strength, seed=args.seed,
-                         prompt=args.prompt, guidance=args.guidance)
-    save_image(result, args.output)
-    # Progressive editing: the output's history is the source's, plus this step.
-    earlier = args.source.with_name(args.source.name + HISTORY_SUFFIX)
-    history = json.loads(earlier.read_text()) if earlier.is_file() else []
-    history.append({"source": str(args.source), "exemplars": record, "base_model": args.base_model, "prior": args.prior,
-                    "steps": args.steps, "strength": args.strength, "seed": args.seed, "prompt": args.prompt,
-                    "guidance": args.guidance})
-    write_text_atomic(args.output.with_name(args.output.name + HISTORY_SUFFIX), json.dumps(history, indent=2))
+        try:
+            scale, left, top = (float(value) for value in placement.split(",")) if placement else (1.0, 0.0, 0.0)
+        except ValueError:
+            raise AnalogizeError(f"--exemplar {given}: write the placement as @scale,left,top, e.g. @0.5,40,10") from None
+        exemplars.append(ExemplarFile(Path(path), args.map[index] if index < len(args.map) else None,
+                                      (scale, round(left), round(top)) if placement else None))
+    config = BackboneConfig(base_model=args.base_model, dtype=args.dtype, resolution=args.resolution)
+    history = pixels_step(lambda: load_backbone(config, prior=args.prior), args.base_model, args.source, exemplars, args.output, steps=args.steps,
+                          strength=args.strength, seed=args.seed, prompt=args.prompt, guidance=args.guidance,
+                          prior=args.prior, max_pixels=args.max_pixels)
     print(f"edited {args.source} towards {len(exemplars)} exemplar(s) -> {args.output} (step {len(history)})")
     return 0
 
@@ -403,6 +384,7 @@ def run_paint(args: argparse.Namespace) -> int:
         raise AnalogizeError(f"paint needs {error.name}; pip install 'analogize[diffusion]'") from None
     from .batch import expand_images, run_batch
     from .distributed import process_state
+    from .exemplars import MASK_SUFFIX, repaint_mask
     from .images import load_image
 
     if args.mask and args.box:
@@ -417,44 +399,13 @@ def run_paint(args: argparse.Namespace) -> int:
 
     def painted(path: Path):
         photo = load_image(path, args.max_pixels)
-        mask = given_mask if given_mask is not None else mask_for(path, photo.shape[:2], args.box, args.max_pixels)
+        mask = given_mask if given_mask is not None else repaint_mask(path, photo.shape[:2], args.box, args.max_pixels)
         return paint(model, backbone, photo, mask, exemplar, exemplar_mask=exemplar_mask, steps=args.steps,
                      guidance=args.guidance, seed=args.seed, context=args.context)
 
     summary = run_batch(photos, painted, args.output, {"method": "paint-by-example", "exemplar": str(args.exemplar),
                                                        "base_model": args.base_model}, **batch_options(args))
     return report_batch(summary, args.output, "painted")
-
-
-MASK_SUFFIX = "_mask"
-
-
-def mask_for(photo: Path, size: tuple[int, int], box: str | None, max_pixels: int):
-    """A photo's repaint mask (white = repaint): the --box, else NAME_mask.* beside it, else its
-    transparent pixels."""
-    import numpy as np
-
-    from .images import load_alpha, load_image
-
-    if box:
-        try:
-            x0, y0, x1, y1 = (round(float(value)) for value in box.split(","))
-        except ValueError:
-            raise AnalogizeError(f"--box {box!r}: write it as x0,y0,x1,y1 in pixels, e.g. 40,30,120,100") from None
-        height, width = size
-        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise AnalogizeError(f"--box {box}: must lie inside {photo} ({width}×{height}) with x0 < x1 and y0 < y1")
-        mask = np.zeros(size, dtype=np.float32)
-        mask[y0:y1, x0:x1] = 1.0
-        return mask
-    beside = sorted(path for path in photo.parent.glob(f"{photo.stem}{MASK_SUFFIX}.*") if path.suffix.lower() in IMAGE_SUFFIXES)
-    if beside:
-        return load_image(beside[0], max_pixels)
-    alpha = load_alpha(photo, max_pixels)
-    if alpha is not None and (alpha < 0.5).any():
-        return (alpha < 0.5).astype(np.float32)
-    raise AnalogizeError(f"{photo}: no mask; give --mask or --box, put {photo.stem}{MASK_SUFFIX}.png beside it, "
-                         "or make the region to repaint transparent")
 
 
 def run_train_pbe(args: argparse.Namespace) -> int:

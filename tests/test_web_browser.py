@@ -230,7 +230,7 @@ def test_pixels_screen_edits_where_painted_and_keeps_a_history(page, server, tmp
     page.wait_for_timeout(500)
     page.click("#pixels-run")
     page.wait_for_function(f"{steps_shown} == 2", timeout=TRAINING_TIMEOUT_MS)
-    histories = sorted((server[1] / "edit").glob("*/history.json"), key=lambda path: path.stat().st_mtime)
+    histories = sorted((server[1] / "edit").glob("*/result.png.history.json"), key=lambda path: path.stat().st_mtime)
     assert [len(json.loads(path.read_text())) for path in histories[-2:]] == [1, 2]
 
 

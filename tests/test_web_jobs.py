@@ -168,6 +168,44 @@ def test_the_web_batch_and_the_command_line_write_the_same_files_and_failures(tm
     assert (cli_summary["done"], web_summary["done"], web_summary["images"]) == (2, 2, 4)
 
 
+def test_a_pixels_edit_through_the_web_and_the_command_line_gives_the_same_result_and_history(
+        tmp_path, tiny_backbones, capsys):
+    """One PIXELS operation below both front ends: the same photo, exemplar, map and settings
+    give byte-identical results and histories with the same fields and settings, and a result
+    edited again continues its history in both."""
+    from analogize.cli import main
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny-sd").symlink_to(tiny_backbones["sd"])
+    jobs = Jobs(tmp_path / "work", models_dir=models)
+    photo = write_image(random_image(24, 32, seed=0), tmp_path / "photo.png")
+    exemplar = write_image(random_image(24, 32, seed=1), tmp_path / "exemplar.png")
+    paint = np.zeros((24, 32), np.float32)
+    paint[:, 16:] = 1.0
+
+    result, history = jobs.pixels(photo, exemplar, paint, "tiny-sd", steps=3, seed=4)
+    again, chained = jobs.pixels(result, exemplar, paint, "tiny-sd", steps=3, seed=4, history=history)
+    edit_map = result.parent / "map.png"
+    common = ["--exemplar", str(exemplar), "--map", str(edit_map), "--base-model", str(models / "tiny-sd"),
+              "--steps", "3", "--seed", "4", "--resolution", "512", "--quiet"]
+    assert main(["edit", str(photo), "-o", str(tmp_path / "once.png"), *common]) == 0
+    assert main(["edit", str(tmp_path / "once.png"), "-o", str(tmp_path / "twice.png"), *common]) == 0
+    capsys.readouterr()
+
+    assert result.read_bytes() == (tmp_path / "once.png").read_bytes()
+    assert again.read_bytes() == (tmp_path / "twice.png").read_bytes()
+    from_cli = json.loads((tmp_path / "twice.png.history.json").read_text())
+    from_web = json.loads((again.parent / "result.png.history.json").read_text())
+    assert from_web == chained and len(from_web) == len(from_cli) == 2
+    paths = {"source", "result", "exemplars"}
+    for web_step, cli_step in zip(from_web, from_cli):
+        assert web_step.keys() == cli_step.keys()
+        assert {key: value for key, value in web_step.items() if key not in paths} == \
+               {key: value for key, value in cli_step.items() if key not in paths}
+    assert from_web[1]["source"] == str(again.parent / "source.png") and from_web[0]["result"] == str(result)
+
+
 def test_the_server_listens_on_this_machine_only_and_serves_no_other_files(tmp_path):
     from analogize.web.app import serve
 

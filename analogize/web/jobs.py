@@ -9,7 +9,8 @@ one work folder, so a page reload (or a new browser tab) finds every job as it w
     WORKDIR/train/ID/edit.edit.run/          checkpoints and losses.csv (progress and the loss curve)
     WORKDIR/train/ID/log.txt                 the learn command's own output
     WORKDIR/apply/ID/                        inputs, the strength map, results and results.zip
-    WORKDIR/edit/ID/                         a PIXELS edit: source, exemplar, map, result, history.json
+    WORKDIR/edit/ID/                         a PIXELS edit: source, exemplar, map, result.png and its
+                                             result.png.history.json (the format `analogize edit` writes)
 
 A training is the `analogize learn` command run as a child process: cancelling stops it, resuming
 runs it again with `--resume`, and a crash in it cannot take the server down. Only one runs at a
@@ -270,33 +271,29 @@ class Jobs:
 
     def pixels(self, source: Path, exemplar: Path, paint: np.ndarray | None, base_model: str, *, steps: int,
                seed: int, history: list[dict] | None = None) -> tuple[Path, list[dict]]:
-        """PIXELS on the server: edit `source` towards `exemplar` where `paint` (H, W) in [0, 1] is
-        set (everywhere when None). Returns the result and the history with this step appended;
-        a result used as the next source continues that history."""
+        """PIXELS on the server (exemplars.pixels_step, as `analogize edit`): edit `source` towards
+        `exemplar` where `paint` (H, W) in [0, 1] is set (everywhere when None), in a new edit
+        folder that keeps both images, the map, the result and its history. Returns the result and
+        `history` with this step appended; a result used as the next source continues it."""
         from ..backbones import BackboneConfig, load_backbone
-        from ..methods.pixels import Exemplar, pixels_edit
+        from ..exemplars import ExemplarFile, pixels_step
 
         base_model = self.model_folder(base_model, PRETRAINED_SCREEN_NEEDS)
-        backbone = self._pretrained("pixels", base_model, lambda: load_backbone(BackboneConfig(base_model=base_model)))
         folder = self.workdir / "edit" / secrets.token_hex(6)
         folder.mkdir(parents=True)
-        image = load_image(source)
-        edit_map = None if paint is None else 1.0 - paint  # painted = follow the exemplar (PIXELS' black)
-        if edit_map is not None:
-            save_image(np.repeat(edit_map[..., None], 3, axis=2), folder / "map.png")
-        result = pixels_edit(backbone, image, [Exemplar(load_image(exemplar), edit_map)],
-                             steps=steps, seed=seed)
-        output = folder / "result.png"
-        save_image(result, output)
-        kept = {name: folder / f"{name}{Path(path).suffix}" for name, path in (("source", source), ("exemplar", exemplar))}
-        shutil.copyfile(source, kept["source"])
-        shutil.copyfile(exemplar, kept["exemplar"])
-        step = {"source": str(kept["source"]), "exemplar": str(kept["exemplar"]),
-                "map": str(folder / "map.png") if edit_map is not None else None, "steps": steps, "seed": seed,
-                "base_model": base_model, "result": str(output)}
-        history = [*(history or []), step]
-        write_text_atomic(folder / "history.json", json.dumps(history, indent=2))
-        return output, history
+        kept_source, kept_exemplar = (folder / f"{name}{Path(path).suffix}"
+                                      for name, path in (("source", source), ("exemplar", exemplar)))
+        shutil.copyfile(source, kept_source)  # the uploads are Gradio's temporary files
+        shutil.copyfile(exemplar, kept_exemplar)
+        edit_map = None
+        if paint is not None:  # painted = follow the exemplar, PIXELS' black
+            edit_map = save_image(np.repeat(1.0 - paint[..., None], 3, axis=2), folder / "map.png")
+        history = pixels_step(
+            lambda: self._pretrained("pixels", base_model, lambda: load_backbone(BackboneConfig(base_model=base_model))),
+            base_model, kept_source, [ExemplarFile(kept_exemplar, edit_map)], folder / "result.png",
+            steps=steps, seed=seed, history=history or [],
+        )
+        return folder / "result.png", history
 
     def paint_by_example(self, source: Path, exemplar: Path, paint: np.ndarray | None, base_model: str, *,
                          steps: int, guidance: float, seed: int) -> Path:
