@@ -334,7 +334,7 @@ def shot_list(text: str) -> list[int]:
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
-    from .bench.edits import EDITS
+    from .data.edits import EDITS
     from .bench.runner import run_bench, split_methods
 
     run_bench(

@@ -10,29 +10,35 @@ diffusers' own tests. The tokenizers are written from a small vocabulary, never 
 
 "kandinsky" is the decoder; its prior is the separate family "kandinsky-prior", passed as
 `load_backbone(config, prior=folder)`.
+
+This is the testing layer: tests and benchmarks import it, production code never does (a test
+checks: tests/test_layers.py). The random parts production also needs, for loc's `cpu` preset,
+are in random_pipelines.py.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 
+from .random_pipelines import (
+    IP2P_SIZES,
+    SD_SCHEDULER,
+    TEXT_WIDTH,
+    VOCABULARY,
+    build_ip2p_pipeline,
+    tiny_clip_text_config,
+    write_clip_tokenizer,
+)
+
 TINY_FAMILIES = ("flux", "sd", "sd-v", "sdxl", "sdxl-refiner", "kandinsky", "kandinsky-prior", "ip2p")
-TEXT_WIDTH = 32
-VOCABULARY = ["<pad>", "</s>", "<unk>", "a", "photo", "of", "person", "image", "the"]
 SD_VAE = dict(block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
               down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
               up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"])
 """The KL VAE of every Stable Diffusion family."""
-SD_SCHEDULER = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                    set_alpha_to_one=False, steps_offset=1)
-"""Stable Diffusion's DDIM settings."""
-
-
 def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
     """Build a tiny random pipeline of `family` ("flux"; "sd" = ε-prediction, "sd-v" =
     v-prediction; "sdxl"; "ip2p" = InstructPix2Pix; one of the builders below) and save it with
@@ -115,16 +121,6 @@ def write_tiny_backbone(family: str, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def tiny_clip_text_config():
-    """The text encoder every tiny Stable Diffusion family shares."""
-    from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
-        bos_token_id=0, eos_token_id=2, hidden_size=TEXT_WIDTH, intermediate_size=37, layer_norm_eps=1e-5,
-        num_attention_heads=4, num_hidden_layers=2, pad_token_id=1, vocab_size=1000, projection_dim=TEXT_WIDTH,
-    )
-
-
 def tiny_clip_vision_config():
     """A CLIP vision model small enough for tests, four layers deep so Paint by Example's mapper
     rule ((layers + 1) // 5) gives it one block; it projects to the tiny UNets' cross-attention width."""
@@ -163,19 +159,6 @@ def write_tiny_paint_by_example(folder: Path, seed: int = 0) -> Path:
         image_encoder=ExemplarEncoder(tiny_clip_vision_config()),
     )
     return model.save_pretrained(folder)
-
-
-def write_clip_tokenizer(folder: Path):
-    """A CLIP BPE tokenizer that spells words letter by letter (no merges): its files are
-    written to `folder`, then read, as a downloaded tokenizer would be."""
-    from transformers import CLIPTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    letters = sorted({letter for word in VOCABULARY[3:] for letter in word})
-    tokens = ["<|startoftext|>", "<|endoftext|>"] + letters + [f"{letter}</w>" for letter in letters]
-    (folder / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
 
 
 def write_t5_tokenizer():
@@ -283,42 +266,3 @@ BUILDERS = {
     "kandinsky-prior": tiny_kandinsky_prior,
 }
 """Families with a builder of their own, given the shared CLIP text config and tokenizer."""
-IP2P_SIZES = {
-    # Tests: a few thousand weights.
-    "tiny": dict(unet_widths=(8, 16), head_width=4, vae_widths=(4, 8)),
-    # The `loc` method's `cpu` preset trains this one from scratch (methods/loc/train.py).
-    "small": dict(unet_widths=(32, 64), head_width=16, vae_widths=(16, 32)),
-}
-
-
-def build_ip2p_pipeline(sizes: dict, seed: int = 0):
-    """A random InstructPix2Pix pipeline: a UNet with 8 input channels (the noised latent and the
-    query image's latent side by side), a tiny CLIP text encoder and a VAE that halves the side
-    once per width after the first (Stable Diffusion's has four widths: 1/8)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInstructPix2PixPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel
-
-    torch.manual_seed(seed)
-    widths, head, vae_widths = tuple(sizes["unet_widths"]), sizes["head_width"], sizes["vae_widths"]
-    sources = Path(tempfile.mkdtemp(prefix="analogize-tiny-tokenizers-"))
-    pipeline = StableDiffusionInstructPix2PixPipeline(
-        unet=UNet2DConditionModel(
-            block_out_channels=widths, layers_per_block=1, sample_size=32, in_channels=8, out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TEXT_WIDTH,
-            norm_num_groups=min(8, widths[0]), attention_head_dim=head,
-        ),
-        vae=AutoencoderKL(
-            block_out_channels=tuple(vae_widths), in_channels=3, out_channels=3, layers_per_block=1,
-            down_block_types=("DownEncoderBlock2D",) * len(vae_widths), up_block_types=("UpDecoderBlock2D",) * len(vae_widths),
-            latent_channels=4, norm_num_groups=min(8, vae_widths[0]), sample_size=32,
-        ),
-        text_encoder=CLIPTextModel(tiny_clip_text_config()),
-        tokenizer=write_clip_tokenizer(sources / "clip"),
-        scheduler=DDIMScheduler(**SD_SCHEDULER),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    shutil.rmtree(sources)
-    return pipeline

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Copy the sample photographs of Debian's opencv-doc package into the analogize photo folder
-# ($ANALOGIZE_PHOTOS, default ~/.cache/analogize/photos), where analogize.bench.corpus finds them.
+# ($ANALOGIZE_PHOTOS, default ~/.cache/analogize/photos), where analogize.data.corpus finds them.
 # Only photographs are taken (no renders, paintings, logos or calibration charts). Their licences
 # are mixed, so they are fetched on each machine and never committed. Running it again is a no-op.
 set -euo pipefail

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from analogize.bench.corpus import crops, photos, split  # noqa: E402
-from analogize.bench.edits import EDITS, make_pairs  # noqa: E402
+from analogize.data.corpus import crops, photos, split  # noqa: E402
+from analogize.data.edits import EDITS, make_pairs  # noqa: E402
 from analogize.evaluation import evaluate_edit  # noqa: E402
 from analogize.methods import get_method  # noqa: E402
 from analogize.methods.loc import LocEdit, generate_lora, train_loc  # noqa: E402

@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analogize.bench.corpus import crops, require_photos, split  # noqa: E402
-from analogize.bench.edits import get_edit  # noqa: E402
+from analogize.data.corpus import crops, require_photos, split  # noqa: E402
+from analogize.data.edits import get_edit  # noqa: E402
 from analogize.images import save_image  # noqa: E402
 
 PROCESS_COUNTS = (1, 2)

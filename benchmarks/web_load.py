@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-from analogize.bench.corpus import crops, photos  # noqa: E402
-from analogize.bench.edits import get_edit  # noqa: E402
+from analogize.data.corpus import crops, photos  # noqa: E402
+from analogize.data.edits import get_edit  # noqa: E402
 from analogize.images import save_image  # noqa: E402
 from analogize.web.app import serve  # noqa: E402
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analogize.bench import corpus
-from analogize.bench.corpus import Photo
-from analogize.bench.edits import EDIT_SETS, EDITS, SEPIA, expand_edit_names, get_edit, make_pairs
+from analogize.data import corpus
+from analogize.data.corpus import Photo
+from analogize.data.edits import EDIT_SETS, EDITS, SEPIA, expand_edit_names, get_edit, make_pairs
 from analogize.errors import AnalogizeError
 from analogize.images import resize, save_image, to_uint8
 

@@ -15,7 +15,7 @@ from analogize.methods.fewshot import FewShotEdit, reference_pairs
 from analogize.methods.fewshot import sample as sample_module
 from analogize.methods.fewshot.model import FewShotModel, transform, warp
 from analogize.methods.fewshot.train import FewShotTask, compute_losses, draw_batch, pair_indices, train
-from analogize.bench.edits import get_edit
+from analogize.data.edits import get_edit
 from analogize.images import resize
 from analogize.pairs import Augmentation, Pair, PairSet
 from analogize.tiling import tile_starts

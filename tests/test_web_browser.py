@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from analogize.cli import main
-from analogize.bench.corpus import photos
+from analogize.data.corpus import photos
 from analogize.images import load_image, resize
 from conftest import free_port, warm_edit, write_image
 

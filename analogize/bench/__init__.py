@@ -1,1 +1,2 @@
-"""The built-in benchmark: real photos, procedural edits with exact ground truth, and the runner."""
+"""The built-in benchmark and demo: methods learned and scored on the data layer's photos and edits
+(analogize/data)."""

@@ -15,8 +15,8 @@ from ..evaluation import evaluate_edit, score_table
 from ..images import fit_within, save_image
 from ..methods import get_method
 from ..report import SheetRow, contact_sheet, write_report
-from .corpus import crops, photos, split
-from .edits import EDITS, make_pairs
+from ..data.corpus import crops, photos, split
+from ..data.edits import EDITS, make_pairs
 
 # colormap is the best offline method on this (colour grading) edit until fewshot beats it.
 DEMO_METHOD = "colormap"

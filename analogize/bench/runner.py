@@ -30,8 +30,8 @@ from ..evaluation import evaluate_edit
 from ..methods import get_method
 from ..methods.base import Method
 from ..report import SheetRow, contact_sheet, markdown_table, write_report
-from .corpus import crops, photos, require_photos, split
-from .edits import EDITS, expand_edit_names, make_pairs
+from ..data.corpus import crops, photos, require_photos, split
+from ..data.edits import EDITS, expand_edit_names, make_pairs
 
 MINIMUM_PHOTOS = 20
 TABLE_HEADER = ["edit", "kind", "shots", "method", "PSNR", "vs unet", "SSIM", "MS-SSIM", "sharpness", "DIoU",

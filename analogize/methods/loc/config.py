@@ -24,7 +24,7 @@ class LocConfig(TrainableConfig, BackboneConfig):
     # --- the base model (BackboneConfig.base_model, .resolution, .dtype, .device) --------------------
     base_size: str = ""
     """With no base_model: train a random InstructPix2Pix pipeline of this size first
-    (tiny_backbones.IP2P_SIZES: "tiny" or "small") on the training edits, and build on it.
+    (random_pipelines.IP2P_SIZES: "tiny" or "small") on the training edits, and build on it.
     Empty: base_model is required (the gpu presets)."""
     autoencoder_steps: int = 400
     """Steps training that pipeline's VAE to reconstruct photo crops."""

@@ -1,6 +1,6 @@
 """Where LoRA of Change's training quads (A, A′, B, B′) come from.
 
-- `ProceduralQuads`: the benchmark's procedural edits (bench/edits.py) as an unlimited source of
+- `ProceduralQuads`: the benchmark's procedural edits (data/edits.py) as an unlimited source of
   true quads: one edit, at a random strength, on crops of two different training photos. The
   benchmark's test photos and any held-out edits never appear.
 - `PairQuads`: a dataset of pairs only. LoRA Reverse makes the quad from the pair itself:
@@ -28,8 +28,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ...bench.corpus import crops, photos, split
-from ...bench.edits import EDITS
+from ...data.corpus import crops, photos, split
+from ...data.edits import EDITS
 from ...errors import AnalogizeError
 from ...images import load_image, resize
 from ...pairs import find_pair_folders, image_files_by_stem

@@ -2,7 +2,7 @@
 
 1. The base model. The gpu presets build on a real InstructPix2Pix pipeline (--base-model). The
    tiny/cpu presets have none to download, so they train a small one first: a random
-   InstructPix2Pix pipeline (tiny_backbones.build_ip2p_pipeline) whose VAE learns to reconstruct
+   InstructPix2Pix pipeline (random_pipelines.build_ip2p_pipeline) whose VAE learns to reconstruct
    photo crops (`AutoencoderTask`), then whose UNet learns to denoise an edited crop given the
    crop (`DenoiserTask`; half the time the crop itself, so with the empty prompt it stays close
    to the query like a real InstructPix2Pix does). It is saved as a diffusers pipeline folder.
@@ -37,7 +37,7 @@ from torch import nn
 
 from ...atomic import write_text_atomic
 from ...backbones import Backbone, Level, load_backbone, quiet_loading
-from ...bench.edits import EDIT_SETS, EDITS
+from ...data.edits import EDIT_SETS, EDITS
 from ...distributed import process_state
 from ...errors import AnalogizeError
 from ...training import LoopSettings, run_training
@@ -129,7 +129,7 @@ class DenoiserTask:
 
 def train_base_model(config: LocConfig, source: QuadSource, folder: Path, *, resume: bool, progress: bool) -> Path:
     """Train a small InstructPix2Pix pipeline and save it to folder/base (kept if already there)."""
-    from ...tiny_backbones import IP2P_SIZES, build_ip2p_pipeline
+    from ...random_pipelines import IP2P_SIZES, build_ip2p_pipeline
 
     target = folder / BASE_FOLDER
     if (target / "model_index.json").is_file():
