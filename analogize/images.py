@@ -23,11 +23,8 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_path
+from .constants import DEFAULT_MAX_PIXELS
 from .errors import AnalogizeError
-
-# 64 megapixels covers every camera sensor in common use; past that a file is far more likely to
-# be a decompression bomb than a photo, and the float32 copy alone would take 768 MB.
-DEFAULT_MAX_PIXELS = 64_000_000
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 

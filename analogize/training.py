@@ -62,6 +62,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .atomic import DISK_FULL_ERRORS, disk_full_as_error, write_text_atomic
+from .constants import LOG_DESTINATIONS, MIXED_PRECISION_MODES
 from .distributed import process_state
 from .errors import AnalogizeError, DiskFullError
 
@@ -71,8 +72,6 @@ CHECKPOINTS_FOLDER = "checkpoints"
 STATE_FILE = "state.json"
 LOSS_LOG = "losses.csv"
 CHECKPOINT_NAME = re.compile(r"step-(\d+)")
-MIXED_PRECISION_MODES = ("no", "bf16", "fp16")
-LOG_DESTINATIONS = ("csv", "tensorboard", "none")
 SHARDED_SETUPS = (DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.MEGATRON_LM)
 TENSORBOARD_FOLDER = "tensorboard"
 

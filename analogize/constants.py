@@ -1,0 +1,13 @@
+"""Values the command line shows in its help before any heavy module is imported.
+
+The parser needs these defaults and choices at parse time; defining them here, with no imports,
+keeps `analogize --help` from loading numpy, OpenCV or torch. images.py and training.py enforce
+them and re-export them under their old names.
+"""
+
+# 64 megapixels covers every camera sensor in common use; past that a file is far more likely to
+# be a decompression bomb than a photo, and the float32 copy alone would take 768 MB.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+MIXED_PRECISION_MODES = ("no", "bf16", "fp16")
+LOG_DESTINATIONS = ("csv", "tensorboard", "none")
