@@ -3,13 +3,28 @@
     from analogize import PairSet, learn, load_edit, load_image
     edit = learn(PairSet.from_folder("pairs"), method="colormap")
     result = edit.apply(load_image("photo.jpg"), strength=0.8)
+
+Importing the package stays light (the CLI's --help imports it): the names below that need numpy,
+OpenCV or torch import their module on first use.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
+# Imported now, not lazily: api is light, and importing it loads the subpackage analogize.methods,
+# whose attribute on this package the function `methods` must then replace.
 from .api import learn, methods  # noqa: E402
-from .editfile import load_edit, save_edit  # noqa: E402
-from .images import load_image, save_image  # noqa: E402
-from .pairs import PairSet  # noqa: E402
+
+_LAZY_MODULES = {"PairSet": "pairs", "load_edit": "editfile", "save_edit": "editfile",
+                 "load_image": "images", "save_image": "images"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY_MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(f".{_LAZY_MODULES[name]}", __name__), name)
+    return value
+
 
 __all__ = ["PairSet", "learn", "load_edit", "load_image", "methods", "save_edit", "save_image", "__version__"]

@@ -1,13 +1,19 @@
-"""The Python entry points behind the CLI."""
+"""The Python entry points behind the CLI.
+
+`import analogize` imports this module, so it imports nothing heavy itself: a method's module
+(and torch) loads when the method is first used.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .methods import DEFAULT_METHOD, REGISTRY, get_method
-from .methods.base import Edit, Method
-from .pairs import PairSet
+
+if TYPE_CHECKING:
+    from .methods.base import Edit, Method
+    from .pairs import PairSet
 
 
 def methods() -> dict[str, Method]:

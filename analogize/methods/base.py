@@ -28,6 +28,7 @@ from ..errors import AnalogizeError
 from ..images import resize
 from ..pairs import PairSet
 from ..training import LoopSettings
+from . import NEEDS_NOTHING
 
 
 @dataclass
@@ -220,7 +221,7 @@ class Method(abc.ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    needs: ClassVar[str] = "nothing: runs on this CPU with no downloaded weights"
+    needs: ClassVar[str] = NEEDS_NOTHING
     pretrained_setting: ClassVar[str | None] = None
     """The config field naming the folder of pretrained weights the method builds on (its CLI flag
     is the same name with dashes), or None; the web app asks for it."""
