@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from analogize.cli import main
+from analogize.cli import build_parser, main
 from analogize.images import load_image, save_image
 from conftest import assert_same_weights, make_pair_folder
 
@@ -39,6 +40,52 @@ def test_methods_lists_every_method_and_what_it_needs(capsys):
     for name in (*REGISTRY, "pixels", "paint-by-example"):
         assert f"\n{name} " in f"\n{out}", name
     assert "analogize paint" in out and "analogize edit" in out
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    subparsers = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    return subparsers.choices
+
+
+def test_help_and_methods_import_no_heavy_module():
+    """`--help` for every command and `analogize methods` answer without loading torch and co.:
+    the command modules import those inside `run`, the registry lists methods from METHOD_INFO."""
+    script = (
+        "import sys, contextlib, io, analogize.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    for argv in ([], *([name] for name in analogize.cli.COMMANDS)):\n"
+        "        with contextlib.suppress(SystemExit):\n"
+        "            analogize.cli.main([*argv, '--help'])\n"
+        "    analogize.cli.main(['methods'])\n"
+        "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    loaded = set(completed.stdout.split())
+    assert "analogize" in loaded
+    assert not loaded & {"torch", "accelerate", "diffusers", "transformers", "gradio", "numpy", "cv2"}
+
+
+def test_every_command_has_an_example_and_every_flag_a_help():
+    assert command_parsers(), "no commands"
+    for name, parser in command_parsers().items():
+        assert "example:" in parser.epilog and f"analogize {name}" in parser.epilog, name
+        for action in parser._actions:
+            assert action.help and action.help != argparse.SUPPRESS, f"{name} {action.option_strings or action.dest}"
+
+
+def test_method_info_agrees_with_each_method_and_the_preset_helps():
+    """METHOD_INFO repeats what each Method class declares, so that listing them imports none."""
+    from analogize.methods import METHOD_INFO, REGISTRY
+    from analogize.methods.paint_by_example import PRESETS as PAINT_BY_EXAMPLE_PRESETS
+
+    assert list(REGISTRY) == list(METHOD_INFO)
+    for name, info in METHOD_INFO.items():
+        method = REGISTRY[name]
+        assert (method.name, method.summary, method.needs, tuple(method.presets), method.default_preset) == (
+            info.name, info.summary, info.needs, info.presets, info.default_preset), name
+    preset_help = next(action.help for action in command_parsers()["train-pbe"]._actions if action.dest == "preset")
+    assert all(name in preset_help for name in PAINT_BY_EXAMPLE_PRESETS)
 
 
 def test_learn_apply_keeps_size_and_stem(tmp_path, pair_folder, capsys):
