@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .devices import resolve_device
 from .errors import AnalogizeError
 from .pretrained import NO_REMOTE_CODE, check_loadable, library_message, model_folder
 
@@ -65,7 +66,8 @@ class BackboneConfig:
     dtype: str = "fp32"
     """Weights and activations: "fp32", "bf16" or "fp16" (fp16 on GPUs only)."""
     device: str = "auto"
-    """"auto" (the GPU when there is one), "cpu", "cuda" or "cuda:N"."""
+    """"auto" (accelerate's choice: this process's GPU, else MPS, else the CPU), "cpu", "cuda",
+    "cuda:N" or "mps" (devices.py)."""
     cpu_offload: bool = False
     """Keep each sub-model on the CPU until it runs (diffusers' model CPU offload; GPU only)."""
     gradient_checkpointing: bool = False
@@ -363,8 +365,7 @@ def load_backbone(config: BackboneConfig, prior: str = "") -> Backbone:
                              "(a downloaded diffusers folder, or a hub id in the local cache)")
     if config.dtype not in DTYPES:
         raise AnalogizeError(f"dtype {config.dtype!r} is unknown; choose one of {', '.join(DTYPES)}")
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if config.device == "auto" else config.device)
+    device = resolve_device(config.device)
     if device.type == "cpu" and (config.dtype == "fp16" or config.cpu_offload):
         raise AnalogizeError("fp16 and cpu_offload need a GPU; use dtype fp32 or bf16 on the CPU")
     quiet_loading()

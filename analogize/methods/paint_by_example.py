@@ -45,6 +45,7 @@ from torch import nn
 from transformers import CLIPPreTrainedModel, CLIPVisionConfig, CLIPVisionModel
 
 from ..backbones import DTYPES, Backbone, Level, quiet_loading
+from ..devices import resolve_device
 from ..errors import AnalogizeError
 from ..images import load_image, resize
 from ..pretrained import NO_REMOTE_CODE, SAFE_LOADING, check_loadable, library_message, model_folder
@@ -209,10 +210,6 @@ def exemplar_statistics(folder: Path) -> dict[str, tuple[float, ...]]:
         return {}
     values = json.loads(config.read_text())
     return {"image_mean": tuple(values.get("image_mean", CLIP_MEAN)), "image_std": tuple(values.get("image_std", CLIP_STD))}
-
-
-def device_for(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else "cpu" if name == "auto" else name)
 
 
 # --- inference ----------------------------------------------------------------------------------
@@ -588,7 +585,7 @@ def train_paint_by_example(images: BoxedImages, config: PaintByExampleTrainingCo
     """Train from `config.base_model` on the boxed images; checkpoints in OUTPUT.run/, the finished
     model in OUTPUT (the official layout). Returns the trained model."""
     model = starting_model(config)
-    device = device_for(config.device)
+    device = resolve_device(config.device)
     model.to(device)
     torch.manual_seed(config.seed)  # a fresh mapper's initial weights
     task = PaintByExampleTask(images, config, model, device)

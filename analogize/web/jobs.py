@@ -298,12 +298,13 @@ class Jobs:
     def paint_by_example(self, source: Path, exemplar: Path, paint: np.ndarray | None, base_model: str, *,
                          steps: int, guidance: float, seed: int) -> Path:
         """Paint by Example on the server: repaint where `paint` (H, W) in [0, 1] is set, after `exemplar`."""
-        from ..methods.paint_by_example import PaintByExampleModel, device_for, paint as paint_region
+        from ..devices import resolve_device
+        from ..methods.paint_by_example import PaintByExampleModel, paint as paint_region
 
         if paint is None:
             raise AnalogizeError("nothing painted; paint the region to repaint on the photo")
         base_model = self.model_folder(base_model, PRETRAINED_SCREEN_NEEDS)
-        device = device_for("auto")
+        device = resolve_device("auto")
         model = self._pretrained("paint-by-example", base_model,
                                  lambda: PaintByExampleModel.from_pretrained(base_model).to(device))
         folder = self.workdir / "edit" / secrets.token_hex(6)

@@ -38,6 +38,7 @@ from torch import nn
 from ...atomic import write_text_atomic
 from ...backbones import Backbone, Level, load_backbone, quiet_loading
 from ...data.edits import EDIT_SETS, EDITS
+from ...devices import resolve_device
 from ...distributed import process_state
 from ...errors import AnalogizeError
 from ...training import LoopSettings, run_training
@@ -138,7 +139,7 @@ def train_base_model(config: LocConfig, source: QuadSource, folder: Path, *, res
     if config.base_size not in IP2P_SIZES:
         raise AnalogizeError(f"loc: base_size {config.base_size!r} is unknown; choose one of {', '.join(IP2P_SIZES)}")
     pipeline = build_ip2p_pipeline(IP2P_SIZES[config.base_size], config.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() and config.device in ("auto", "cuda") else "cpu")
+    device = resolve_device(config.device)
     backbone = Backbone(pipeline.to(device), "ip2p", pipeline.scheduler.config.prediction_type, device,
                         torch.float32, config.resolution)
     pipeline.text_encoder.requires_grad_(False)
