@@ -3,7 +3,7 @@
 - `pixels_step`: one PIXELS edit of a photo file towards exemplar files, written with its history:
   OUTPUT.history.json lists every step that led to OUTPUT, so an output edited again continues
   its source's history (progressive editing), in one format wherever the edit was made.
-- `repaint_mask`: where Paint by Example repaints a photo: a box, NAME_mask.* beside the photo, or
+- `mask_for_photo`: where Paint by Example repaints a photo: a box, NAME_mask.* beside the photo, or
   its transparent pixels.
 """
 
@@ -85,8 +85,8 @@ def pixels_step(load_backbone: Callable[[], Any], base_model: str, source: Path,
     return history
 
 
-def repaint_mask(photo: Path, size: tuple[int, int], box: str | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def mask_for_photo(photo: Path, size: tuple[int, int], box: str | None = None,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A photo's repaint mask (white = repaint) of `size` (H, W): the `box` "x0,y0,x1,y1", else
     NAME_mask.* beside the photo, else the photo's transparent pixels."""
     if box:

@@ -52,12 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from ..methods.paint_by_example import PaintByExampleModel, device_for, paint
+        from ..methods.paint_by_example import PaintByExampleModel, paint
     except ImportError as error:
         raise AnalogizeError(f"paint needs {error.name}; pip install 'analogize[diffusion]'") from None
     from ..batch import expand_images, run_batch
-    from ..distributed import process_state
-    from ..exemplars import MASK_SUFFIX, repaint_mask
+    from ..devices import resolve_device
+    from ..exemplars import MASK_SUFFIX, mask_for_photo
     from ..images import load_image
 
     if args.mask and args.box:
@@ -66,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
     exemplar = load_image(args.exemplar, args.max_pixels)
     exemplar_mask = load_image(args.exemplar_mask, args.max_pixels) if args.exemplar_mask else None
     given_mask = load_image(args.mask, args.max_pixels) if args.mask else None
-    device = process_state().device if args.device == "auto" else device_for(args.device)  # one GPU per process
+    device = resolve_device(args.device)  # auto: this process's GPU, one per process
     model = PaintByExampleModel.from_pretrained(args.base_model, args.dtype).to(device)
     backbone = model.backbone(device, args.resolution)
 
     def painted(path: Path):
         photo = load_image(path, args.max_pixels)
-        mask = given_mask if given_mask is not None else repaint_mask(path, photo.shape[:2], args.box, args.max_pixels)
+        mask = given_mask if given_mask is not None else mask_for_photo(path, photo.shape[:2], args.box, args.max_pixels)
         return paint(model, backbone, photo, mask, exemplar, exemplar_mask=exemplar_mask, steps=args.steps,
                      guidance=args.guidance, seed=args.seed, context=args.context)
 
