@@ -11,7 +11,7 @@ the family:
     output = backbone.predict(noised, levels[i], condition)   # in the model's own parametrisation
     images = backbone.decode(latents)
 
-Every grid level says how a noised latent is made, x_t = signal·x_0 + noise·ε, and which
+Every grid level says how a noised latent is made, x_t = signal·x_0 + noise·ε (`Level.noised`), and which
 `prediction` the model makes there:
 - "flow"  (FLUX.1, flow matching): x_t = (1 − σ)·x_0 + σ·ε; the model predicts v = ε − x_0.
 - "epsilon" / "v_prediction" (Stable Diffusion 1.x / 2.x / XL and its refiner, Kandinsky 2.2):
@@ -90,6 +90,10 @@ class Level:
     def sigma(self) -> float:
         """The flow-matching σ with the same signal-to-noise ratio: noise / (signal + noise)."""
         return self.noise / (self.signal + self.noise)
+
+    def noised(self, clean: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = signal·x_0 + noise·ε: `clean` taken to this level with `noise` (same shape)."""
+        return self.signal * clean + self.noise * noise
 
 
 @dataclass

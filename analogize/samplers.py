@@ -33,7 +33,7 @@ def deterministic_sample(backbone: Backbone, latent: torch.Tensor, levels: list[
             latent = surgery(index, level, latent)
         clean, noise = backbone.estimates(latent, model_output(latent, index, level), level)
         following = levels[index + 1] if index + 1 < len(levels) else CLEAN
-        latent = following.signal * clean + following.noise * noise
+        latent = following.noised(clean, noise)
     return latent
 
 

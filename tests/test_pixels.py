@@ -17,7 +17,6 @@ from analogize.methods.pixels import (
     combine,
     img2img,
     img2img_levels,
-    noised,
     pixels_edit,
     pixels_surgery,
     place,
@@ -61,7 +60,7 @@ def test_an_all_white_map_is_the_backbones_reconstruction_of_the_source(backbone
     # Every step is reset to the noised source, so what is left is the model's estimate of the
     # source from its last noise level.
     last = img2img_levels(backbone, STEPS, 1.0)[-1]
-    start = noised(source, source_noise, last)
+    start = last.noised(source, source_noise)
     clean, _ = backbone.estimates(start, backbone.predict(start, last, backbone.condition("")), last)
     torch.testing.assert_close(result, clean)
 

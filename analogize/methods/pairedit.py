@@ -113,10 +113,11 @@ class PairEditConfig(TrainableConfig, BackboneConfig):
 
 def content_preserving_noised(clean: torch.Tensor, noise: torch.Tensor, level: Level, beta: float,
                               prediction: str) -> torch.Tensor:
-    """x_t with the clean latent kept at full strength (flow) or at the model's own signal scale."""
+    """x_t with the noise scaled by β and the clean latent kept at full strength (flow) or at the
+    level's own signal: the noising of a level with that signal and noise."""
     if prediction == "flow":
-        return clean + level.sigma * beta * noise
-    return level.signal * clean + level.noise * beta * noise
+        return Level(level.timestep, 1.0, level.sigma * beta).noised(clean, noise)
+    return Level(level.timestep, level.signal, level.noise * beta).noised(clean, noise)
 
 
 def pairedit_targets(backbone: Backbone, source: torch.Tensor, target: torch.Tensor, noise: torch.Tensor,

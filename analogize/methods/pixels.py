@@ -43,10 +43,6 @@ class Exemplar:
     exemplar. None: black everywhere (the whole image follows the exemplar)."""
 
 
-def noised(latent: torch.Tensor, noise: torch.Tensor, level: Level) -> torch.Tensor:
-    return level.signal * latent + level.noise * noise
-
-
 def img2img_levels(backbone: Backbone, steps: int, strength: float) -> list[Level]:
     """The last `strength` of a `steps`-level grid (at least one level): what img2img runs."""
     return backbone.levels(steps)[steps - max(1, round(strength * steps)):]
@@ -67,7 +63,7 @@ def img2img(backbone: Backbone, start: torch.Tensor, noise: torch.Tensor, *, ste
             return output
         return classifier_free(output, backbone.predict(latent, level, uncondition), guidance)
 
-    return deterministic_sample(backbone, noised(start, noise, levels[0]), levels, model_output, surgery)
+    return deterministic_sample(backbone, levels[0].noised(start, noise), levels, model_output, surgery)
 
 
 def pixels_surgery(source: torch.Tensor, source_noise: torch.Tensor, edit_map: torch.Tensor, steps: int,
@@ -81,7 +77,7 @@ def pixels_surgery(source: torch.Tensor, source_noise: torch.Tensor, edit_map: t
         mask = (edit_map > index / steps).to(latent.dtype)
         if locked is not None:
             locked.append(mask)
-        return mask * noised(source, source_noise, level) + (1 - mask) * latent
+        return mask * level.noised(source, source_noise) + (1 - mask) * latent
 
     return surgery
 

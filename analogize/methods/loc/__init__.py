@@ -68,7 +68,7 @@ def sample(backbone: Backbone, query: torch.Tensor, factors: Factors, config: Lo
     latent = torch.randn(query.shape, generator=generator).to(backbone.device)
     if config.start_strength < 1.0:
         clean = query * backbone.pipeline.vae.config.scaling_factor  # the query latent is kept unscaled
-        latent = levels[0].signal * clean + levels[0].noise * latent
+        latent = levels[0].noised(clean, latent)
 
     def model_output(noised: torch.Tensor, index: int, level: Level) -> torch.Tensor:
         output = backbone.predict(noised, level, condition, image_latent=query)
