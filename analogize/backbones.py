@@ -325,6 +325,20 @@ class Backbone:
             return (noised - b * output) / a, output
         return a * noised - b * output, b * noised + a * output  # v-prediction, a² + b² = 1
 
+    def denoising_loss(self, clean: torch.Tensor, noise: torch.Tensor, level: Level, condition: dict[str, torch.Tensor],
+                       network: torch.nn.Module | None = None, *, extra_channels: torch.Tensor | None = None,
+                       image_latent: torch.Tensor | None = None) -> torch.Tensor:
+        """The standard denoising loss, written once for the methods that train on a backbone: the
+        MSE between the model's output for `clean` (N, c, h, w) noised with `noise` at `level` and
+        the output that would recover exactly them (`output_for`), so it holds in every parametrisation.
+        `extra_channels` (N, k, h, w) go in beside the noised latent (Paint by Example's masked
+        photo and mask); `network` and `image_latent` as in `predict`."""
+        noised = level.noised(clean, noise)
+        if extra_channels is not None:
+            noised = torch.cat([noised, extra_channels], dim=1)  # (N, c + k, h, w)
+        output = self.predict(noised, level, condition, network, image_latent=image_latent)
+        return torch.nn.functional.mse_loss(output, self.output_for(clean, noise, level))
+
     def output_for(self, clean: torch.Tensor, noise: torch.Tensor, level: Level) -> torch.Tensor:
         """The model output that would give exactly (x̂_0, ε̂) = (clean, noise): the inverse of
         `estimates`, used to state training targets in any parametrisation."""

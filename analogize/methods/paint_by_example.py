@@ -569,11 +569,9 @@ class PaintByExampleTask:
         tokens = encoder(batch["exemplar"].to(backbone.dtype))  # (N, 1, D)
         null = self.model.image_encoder.uncond_vector.expand_as(tokens)
         tokens = torch.where(batch["null"][:, None, None], null, tokens)
-        level = self.backbone.level_at(batch["timestep"])
-        noised = level.signal * clean + level.noise * batch["noise"]
-        output = backbone.predict(torch.cat([noised, masked, keep_latent], dim=1), level,
-                                  {"encoder_hidden_states": tokens}, self.modules["unet"])
-        loss = F.mse_loss(output, backbone.output_for(clean, batch["noise"], level))
+        loss = backbone.denoising_loss(clean, batch["noise"], backbone.level_at(batch["timestep"]),
+                                       {"encoder_hidden_states": tokens}, self.modules["unet"],
+                                       extra_channels=torch.cat([masked, keep_latent], dim=1))
         accelerator.backward(loss)
         for optimizer in self.optimizers.values():
             optimizer.step()

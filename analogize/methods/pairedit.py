@@ -260,8 +260,7 @@ def fit_inversion(backbone: Backbone, latent: torch.Tensor, config: PairEditConf
     for _ in range(config.inversion_steps):
         level = levels[int(torch.randint(len(levels), (1,), generator=generator))]
         noise = torch.randn(latent.shape, generator=generator).to(latent.device)
-        noised = level.signal * latent + level.noise * noise
-        loss = F.mse_loss(backbone.predict(noised, level, condition), backbone.output_for(latent, noise, level))
+        loss = backbone.denoising_loss(latent, noise, level, condition)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

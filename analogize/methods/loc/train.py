@@ -120,9 +120,8 @@ class DenoiserTask:
         backbone, level = self.backbone, self.levels[batch["level"]]
         clean = backbone.encode(batch["target"])
         query = backbone.encode(batch["query"]) / backbone.pipeline.vae.config.scaling_factor
-        noised = level.signal * clean + level.noise * batch["noise"]
-        output = backbone.predict(noised, level, self.condition, self.modules["unet"], image_latent=query)
-        loss = F.mse_loss(output, backbone.output_for(clean, batch["noise"], level))
+        loss = backbone.denoising_loss(clean, batch["noise"], level, self.condition, self.modules["unet"],
+                                       image_latent=query)
         accelerator.backward(loss)
         self.optimizers["unet"].step()
         return {"denoising": loss.item()}
@@ -221,10 +220,9 @@ class ReverseTask:
         terms = []
         for sign, clean, condition in ((1.0, latents["target"], latents["query"]),  # B -> B′ with +Δ
                                        (-1.0, latents["query"], latents["target"])):  # B′ -> B with −Δ
-            noised = level.signal * clean + level.noise * noise
             with generated_lora(backbone.denoiser, factors, sign=sign, scale=lora_scale(self.config)):
-                output = backbone.predict(noised, level, self.condition, image_latent=condition / scale)
-            terms.append(F.mse_loss(output, backbone.output_for(clean, noise, level)))
+                terms.append(backbone.denoising_loss(clean, noise, level, self.condition,
+                                                     image_latent=condition / scale))
         return terms[0], terms[1]
 
     def training_step(self, batch: dict[str, Any], accelerator: Accelerator) -> dict[str, float]:
