@@ -136,6 +136,13 @@ class Backbone:
         the scale."""
         return {"flux": 2 * self.vae_scale, "kandinsky": self.vae_scale ** 2}.get(self.family, self.vae_scale)
 
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (height, width) an image of that size is worked on at: the longer side at the
+        backbone's resolution, both sides multiples of `size_multiple`, the aspect ratio kept."""
+        scale, multiple = self.resolution / max(height, width), self.size_multiple
+        return (max(multiple, round(height * scale / multiple) * multiple),
+                max(multiple, round(width * scale / multiple) * multiple))
+
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [-1, 1] -> normalised latents (N, c, H/s, W/s), the VAE's mean."""

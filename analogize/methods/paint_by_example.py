@@ -52,7 +52,6 @@ from ..pretrained import NO_REMOTE_CODE, SAFE_LOADING, check_loadable, library_m
 from ..samplers import classifier_free, deterministic_sample
 from ..training import run_training
 from .base import TrainableConfig, resolve_config
-from .pixels import working_size
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -279,7 +278,7 @@ def paint(model: PaintByExampleModel, backbone: Backbone, photo: np.ndarray, mas
                              "the exemplar should go")
     top, left, bottom, right = context_box(repaint, context)
     crop, crop_repaint = photo[top:bottom, left:right], repaint[top:bottom, left:right]
-    height, width = working_size(crop, backbone.resolution, backbone.size_multiple)
+    height, width = backbone.working_size(*crop.shape[:2])
     work_repaint = repaint_mask(crop_repaint.astype(np.float32), (height, width))
     masked, keep = inpainting_inputs(backbone, resize(crop, (width, height)), work_repaint)
     tokens = model.image_encoder(exemplar_pixels(model, exemplar, exemplar_mask).to(backbone.device, backbone.dtype))

@@ -102,14 +102,6 @@ def to_latent_map(edit_map: np.ndarray | None, side_h: int, side_w: int, device:
     return F.interpolate(tensor, size=(side_h, side_w), mode="area").clamp(0.0, 1.0).to(device)
 
 
-def working_size(image: np.ndarray, resolution: int, multiple: int) -> tuple[int, int]:
-    """(height, width) with the longer side at `resolution`, both multiples of `multiple`."""
-    height, width = image.shape[:2]
-    scale = resolution / max(height, width)
-    return (max(multiple, round(height * scale / multiple) * multiple),
-            max(multiple, round(width * scale / multiple) * multiple))
-
-
 def pixels_edit(backbone: Backbone, source: np.ndarray, exemplars: list[Exemplar], *, steps: int = 50,
                 strength: float = 1.0, seed: int = 0, prompt: str = "", guidance: float = 1.0) -> np.ndarray:
     """Edit `source` (H, W, 3) towards the exemplars; returns an image of the source's size."""
@@ -117,7 +109,7 @@ def pixels_edit(backbone: Backbone, source: np.ndarray, exemplars: list[Exemplar
         raise AnalogizeError("PIXELS needs at least one exemplar image; give --exemplar")
     if not 0.0 < strength <= 1.0:
         raise AnalogizeError(f"strength {strength} is outside (0, 1]; 1 runs all steps from noise")
-    height, width = working_size(source, backbone.resolution, backbone.size_multiple)
+    height, width = backbone.working_size(*source.shape[:2])
     source_latent = backbone.encode_image(source, height, width)
     side_h, side_w = source_latent.shape[-2:]
     pieces = [(backbone.encode_image(exemplar.image, height, width),
