@@ -9,27 +9,20 @@ Images are float32 arrays (H, W, 3) in [0, 1], as everywhere in analogize.
   it: 1.0 is as sharp as the answer, below is blurrier, above is noisier or over-sharpened.
 - `diou`, `diou_over_pairs`: whether the edit changed the right pixels, the DIoU of the few-shot
   paired-data paper (/work/shared/papers/fewshot-paired-data-paper.txt, "Metrics").
-- `LPIPS`, `lpips`, `fid`: perceptual scores that need trained networks. analogize ships no
-  weights and never downloads any: the caller passes a network, or the paths of weight files
-  they fetched themselves (`LPIPS.from_files`).
+
+These are what `analogize evaluate` and the benchmark report. Perceptual scores that need trained
+networks (LPIPS, FID) are not here: analogize ships no weights and never downloads any, so no
+command could report them.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import pickle
-import re
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from torch import nn
 
 from .errors import AnalogizeError
 
@@ -105,7 +98,7 @@ def ms_ssim(result: np.ndarray, expected: np.ndarray) -> float:
     scales = max(1, min(len(MS_SSIM_WEIGHTS), 1 + int(np.floor(np.log2((side - 1) / (SSIM_MIN_SIDE - 1))))))
     weights = np.array(MS_SSIM_WEIGHTS[:scales]) / sum(MS_SSIM_WEIGHTS[:scales])
     value = multiscale_structural_similarity_index_measure(
-        _to_batch(result, torch.device("cpu")).double(), _to_batch(expected, torch.device("cpu")).double(),
+        _to_batch(result), _to_batch(expected),
         data_range=1.0, kernel_size=SSIM_MIN_SIDE, sigma=1.5, betas=tuple(weights.tolist()), normalize="relu",
     )
     return float(value)
@@ -207,261 +200,6 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# LPIPS (Zhang et al. 2018, "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric")
-
-
-class LPIPS(nn.Module):
-    """Learned perceptual distance between images; 0 for identical images, larger is more different.
-
-    For each backbone layer: unit-normalise every feature vector along channels, square the
-    difference between the two images, weight the channels by that layer's learned head, average
-    over space; then sum over layers.
-
-    Args:
-        backbone: maps images (N, 3, H, W) in [0, 1] to a list of feature maps (N, C_l, H_l, W_l).
-        head_weights: one vector of C_l non-negative channel weights per feature map, in order.
-
-    The published metric is `LPIPS.from_files(...)`: an ImageNet AlexNet or VGG-16 trunk with the
-    LPIPS v0.1 heads.
-    """
-
-    def __init__(self, backbone: nn.Module, head_weights: Sequence[torch.Tensor]):
-        super().__init__()
-        self.backbone = backbone
-        self.heads = nn.ParameterList(nn.Parameter(weights.detach().reshape(-1).float()) for weights in head_weights)
-        # A fixed metric: no parameter trains, but gradients still reach the input images,
-        # so LPIPS can serve as a loss.
-        self.requires_grad_(False)
-        self.eval()
-
-    @classmethod
-    def from_files(
-        cls,
-        backbone_weights: str | os.PathLike,
-        heads: str | os.PathLike | None = None,
-        net: str = "alex",
-    ) -> LPIPS:
-        """The published LPIPS from weight files on disk; nothing is downloaded.
-
-        Args:
-            backbone_weights: torchvision's ImageNet weights for `net` (`alexnet-owt-7be5be79.pth`
-                or `vgg16-397923af.pth`, as .pth or converted to .safetensors).
-            heads: the LPIPS v0.1 linear heads for `net` (`alex.pth` / `vgg.pth` of the LPIPS
-                project); by default the copies that torchmetrics installs with itself.
-            net: "alex" (the LPIPS authors' recommendation) or "vgg".
-        """
-        backbone = ImageNetFeatures(net)
-        weights_file = _IMAGENET_TRUNKS[net][1]
-        backbone_path = Path(backbone_weights)
-        needed = (
-            f"LPIPS-{net} needs torchvision's ImageNet weights {weights_file}; analogize never downloads "
-            "weights, so fetch that file yourself and pass its path"
-        )
-        state = _load_weights(backbone_path, needed)
-        trunk = {key: value for key, value in state.items() if key.startswith("features.")}
-        try:
-            backbone.load_state_dict(trunk)
-        except RuntimeError:
-            raise AnalogizeError(f"{backbone_path}: not {net} weights in torchvision's layout; {needed}") from None
-        return cls(backbone, _load_heads(Path(heads) if heads is not None else _installed_heads(net), net))
-
-    def forward(self, images_a: torch.Tensor, images_b: torch.Tensor) -> torch.Tensor:
-        """Distances (N,) between two batches of images (N, 3, H, W) in [0, 1]."""
-        features_a, features_b = self.backbone(images_a), self.backbone(images_b)
-        if len(features_a) != len(self.heads):
-            raise AnalogizeError(
-                f"LPIPS: the backbone gives {len(features_a)} feature maps but there are "
-                f"{len(self.heads)} heads; pass one head per feature map"
-            )
-        distance = images_a.new_zeros(images_a.shape[0])
-        for layer, (feature_a, feature_b, head) in enumerate(zip(features_a, features_b, self.heads)):
-            if feature_a.shape[1] != head.numel():
-                raise AnalogizeError(
-                    f"LPIPS: feature map {layer} has {feature_a.shape[1]} channels but its head has "
-                    f"{head.numel()} weights; the heads do not belong to this backbone"
-                )
-            squared = (_unit_channels(feature_a) - _unit_channels(feature_b)) ** 2  # (N, C, h, w)
-            distance = distance + (squared * head[:, None, None]).sum(dim=1).mean(dim=(1, 2))
-        return distance
-
-
-def lpips(result: np.ndarray, expected: np.ndarray, model: LPIPS) -> float:
-    """LPIPS distance between two images; 0 means identical."""
-    _check_same_shape("lpips", result=result, expected=expected)
-    device = _device_of(model)
-    with torch.no_grad():
-        return float(model(_to_batch(result, device), _to_batch(expected, device))[0])
-
-
-class ImageNetFeatures(nn.Module):
-    """The convolutional trunk of AlexNet ("alex") or VGG-16 ("vgg"), returning the five ReLU
-    outputs LPIPS reads, for images (N, 3, H, W) in [0, 1]. Weights start random: load them.
-
-    Layers are numbered as in torchvision's `features`, so its published weight files load as
-    they are. The trunk ends at the last ReLU LPIPS uses, so the final max-pool is left out.
-    """
-
-    def __init__(self, net: str = "alex"):
-        super().__init__()
-        if net not in _IMAGENET_TRUNKS:
-            raise AnalogizeError(f"LPIPS: unknown net {net!r}; choose one of {', '.join(_IMAGENET_TRUNKS)}")
-        # The output of each stage's last layer is one feature map.
-        stages = _IMAGENET_TRUNKS[net][0]()
-        self.features = nn.Sequential(*itertools.chain.from_iterable(stages))
-        self.taps = {end - 1 for end in itertools.accumulate(len(stage) for stage in stages)}
-        # LPIPS feeds the trunk images in [-1, 1], shifted and scaled to ImageNet statistics.
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = (images * 2 - 1 - self.shift) / self.scale  # (N, 3, H, W)
-        outputs = []
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in self.taps:
-                outputs.append(x)
-        return outputs
-
-
-def _alexnet_stages() -> list[list[nn.Module]]:
-    return [
-        [nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU()],
-        [nn.MaxPool2d(3, stride=2), nn.Conv2d(64, 192, 5, padding=2), nn.ReLU()],
-        [nn.MaxPool2d(3, stride=2), nn.Conv2d(192, 384, 3, padding=1), nn.ReLU()],
-        [nn.Conv2d(384, 256, 3, padding=1), nn.ReLU()],
-        [nn.Conv2d(256, 256, 3, padding=1), nn.ReLU()],
-    ]
-
-
-def _vgg16_stages() -> list[list[nn.Module]]:
-    stages, channels = [], 3
-    for block, (width, depth) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]):
-        layers: list[nn.Module] = [nn.MaxPool2d(2, stride=2)] if block else []
-        for _ in range(depth):
-            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
-            channels = width
-        stages.append(layers)
-    return stages
-
-
-# net name -> (trunk builder, torchvision's file name for its ImageNet weights)
-_IMAGENET_TRUNKS: dict[str, tuple[Callable[[], list[list[nn.Module]]], str]] = {
-    "alex": (_alexnet_stages, "alexnet-owt-7be5be79.pth"),
-    "vgg": (_vgg16_stages, "vgg16-397923af.pth"),
-}
-
-
-def _unit_channels(features: torch.Tensor) -> torch.Tensor:
-    # The LPIPS reference adds 1e-10 to the norm, so all-zero feature vectors stay zero.
-    return features / (features.norm(dim=1, keepdim=True) + 1e-10)  # (N, C, h, w)
-
-
-def _installed_heads(net: str) -> Path:
-    needed = (
-        f"LPIPS-{net} needs the LPIPS v0.1 heads ({net}.pth of the LPIPS project); pass their path as "
-        "heads=, or install torchmetrics, which ships them"
-    )
-    try:
-        import torchmetrics
-    except ImportError:
-        raise AnalogizeError(f"LPIPS: torchmetrics is not installed; {needed}") from None
-    path = Path(torchmetrics.__file__).parent / "functional" / "image" / "lpips_models" / f"{net}.pth"
-    if not path.is_file():
-        raise AnalogizeError(f"{path}: this torchmetrics does not ship LPIPS heads; {needed}")
-    return path
-
-
-def _load_heads(path: Path, net: str) -> list[torch.Tensor]:
-    needed = f"LPIPS-{net} needs the LPIPS v0.1 heads ({net}.pth of the LPIPS project)"
-    state = _load_weights(path, needed)
-    # The reference files name head l "lin{l}.model.1.weight", a (1, C_l, 1, 1) 1x1 convolution.
-    by_layer = {}
-    for key, weights in state.items():
-        match = re.fullmatch(r"lin(\d+)\..*weight", key)
-        if match:
-            by_layer[int(match.group(1))] = weights
-    if not by_layer:
-        raise AnalogizeError(f"{path}: no LPIPS heads in it (keys lin0... lin4); {needed}")
-    return [by_layer[layer] for layer in sorted(by_layer)]
-
-
-def _load_weights(path: Path, needed: str) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors, or from .pth without unpickling anything but tensors."""
-    if not path.is_file():
-        raise AnalogizeError(f"{path}: no such file; {needed}")
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise AnalogizeError(f"{path}: not a readable weights file ({reason}); {needed}") from None
-    if not isinstance(state, dict):
-        raise AnalogizeError(f"{path}: holds no state dict of tensors; {needed}")
-    return state
-
-
-# ---------------------------------------------------------------------------------------------
-# FID (Heusel et al. 2017)
-
-
-def fid(
-    real_images: Sequence[np.ndarray],
-    fake_images: Sequence[np.ndarray],
-    feature_extractor: nn.Module | None,
-) -> float:
-    """Fréchet distance between Gaussians fitted to the features of two image sets; 0 is best.
-
-    With Inception-v3 pool features this is the usual FID; with another extractor the number is
-    comparable only with itself. Each set needs at least two images (a covariance needs two), and
-    in practice far more: FID from a few dozen images is strongly biased upwards.
-
-    Args:
-        real_images, fake_images: images (H, W, 3) in [0, 1]; sizes may vary within and between
-            sets if the extractor accepts that.
-        feature_extractor: maps images (N, 3, H, W) in [0, 1], on its own device, to features
-            (N, D). Put it in eval mode first. analogize ships none.
-    """
-    if feature_extractor is None:
-        raise AnalogizeError(
-            "fid: no feature extractor; pass an nn.Module mapping (N, 3, H, W) images in [0, 1] to "
-            "(N, D) features, e.g. an Inception-v3 built from weights you have (analogize ships none)"
-        )
-    for name, images in (("real_images", real_images), ("fake_images", fake_images)):
-        if len(images) < 2:
-            raise AnalogizeError(f"fid: {name} holds {len(images)} image(s); pass at least two per set")
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    device = _device_of(feature_extractor)
-    with torch.no_grad():
-        first = feature_extractor(_to_batch(real_images[0], device))
-        if first.ndim != 2:
-            raise AnalogizeError(
-                f"fid: the feature extractor returned shape {tuple(first.shape)}, not (N, D); end it "
-                "with global pooling and a flatten"
-            )
-        # Telling torchmetrics the feature count up front stops it probing the extractor with a
-        # 299x299 image on the CPU, which fails for extractors on another device.
-        metric = FrechetInceptionDistance(feature=_WithFeatureCount(feature_extractor, first.shape[1]))
-        metric = metric.to(device)
-        for images, real in ((real_images, True), (fake_images, False)):
-            for image in images:
-                metric.update(_to_batch(image, device), real=real)
-        # The distance is >= 0 in exact arithmetic; rounding can leave -1e-7 for equal sets.
-        return max(float(metric.compute()), 0.0)
-
-
-class _WithFeatureCount(nn.Module):
-    def __init__(self, extractor: nn.Module, num_features: int):
-        super().__init__()
-        self.extractor = extractor
-        self.num_features = num_features
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.extractor(images)
-
-
-# ---------------------------------------------------------------------------------------------
 # Shared checks and conversions
 
 
@@ -481,11 +219,7 @@ def _size(mask: np.ndarray) -> str:
     return f"{mask.shape[1]}x{mask.shape[0]}"
 
 
-def _to_batch(image: np.ndarray, device: torch.device) -> torch.Tensor:
+def _to_batch(image: np.ndarray) -> torch.Tensor:
+    """An image as float32, as analogize holds them, then float64 for torchmetrics' sums."""
     array = np.ascontiguousarray(image, dtype=np.float32)  # (H, W, 3)
-    return torch.from_numpy(array).permute(2, 0, 1)[None].to(device)  # (1, 3, H, W)
-
-
-def _device_of(module: nn.Module) -> torch.device:
-    tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
+    return torch.from_numpy(array).permute(2, 0, 1)[None].double()  # (1, 3, H, W)

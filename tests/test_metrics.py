@@ -3,23 +3,16 @@ import math
 import cv2
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import save_file
-from torch import nn
 
 from analogize.errors import AnalogizeError
 from analogize.images import resize
 from analogize.metrics import (
     DIOU_THRESHOLD,
-    LPIPS,
     PSNR_CAP_DB,
-    ImageNetFeatures,
     changed_pixels,
     diou,
     diou_over_pairs,
-    fid,
     high_frequency_energy,
-    lpips,
     ms_ssim,
     psnr,
     sharpness_ratio,
@@ -112,110 +105,6 @@ def test_diou_over_pairs_needs_one_size_and_some_pairs():
         diou_over_pairs([(small, small), (large, large)], [(small, small)])
     with pytest.raises(AnalogizeError, match="produced_pairs is empty"):
         diou_over_pairs([(small, small)], [])
-
-
-# --- LPIPS -------------------------------------------------------------------------------------
-
-
-class TinyBackbone(nn.Module):
-    """Two conv layers, each output one LPIPS feature map."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
-        self.conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
-
-    def forward(self, images):
-        first = torch.relu(self.conv1(images))
-        return [first, torch.relu(self.conv2(first))]
-
-
-def tiny_lpips() -> LPIPS:
-    torch.manual_seed(0)
-    return LPIPS(TinyBackbone(), [torch.rand(4), torch.rand(6)])
-
-
-def test_lpips_is_zero_for_identical_images_symmetric_and_grows_with_noise():
-    model = tiny_lpips()
-    image = random_image(0)
-    rng = np.random.default_rng(1)
-    noise = rng.normal(0, 1, image.shape).astype(np.float32)
-    slightly, heavily = (np.clip(image + s * noise, 0, 1) for s in (0.05, 0.3))
-    assert lpips(image, image, model) == 0.0
-    assert lpips(image, slightly, model) == pytest.approx(lpips(slightly, image, model))
-    assert 0 < lpips(image, slightly, model) < lpips(image, heavily, model)
-
-
-@pytest.mark.parametrize(
-    ("net", "conv_layers"), [("alex", [0, 3, 6, 8, 10]), ("vgg", [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28])]
-)
-def test_lpips_from_files_reads_torchvision_layout_with_installed_heads(tmp_path, net, conv_layers):
-    pytest.importorskip("torchmetrics")  # ships the LPIPS v0.1 heads
-    weights = _trunk_weights(net)
-    assert sorted({int(key.split(".")[1]) for key in weights}) == conv_layers  # torchvision's numbering
-    weights["classifier.1.weight"] = torch.zeros(2, 2)  # full-model files carry a classifier too
-    torch.save(weights, tmp_path / f"{net}.pth")
-    model = LPIPS.from_files(tmp_path / f"{net}.pth", net=net)
-    image = random_image(0, size=32)
-    assert lpips(image, image, model) == 0.0
-    assert lpips(image, 1 - image, model) > 0
-
-
-def _trunk_weights(net: str) -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    return ImageNetFeatures(net).state_dict()
-
-
-def test_lpips_missing_or_wrong_weights_name_the_file(tmp_path):
-    missing = tmp_path / "nowhere" / "alexnet.pth"
-    with pytest.raises(AnalogizeError, match=r"nowhere.*alexnet-owt-7be5be79\.pth"):
-        LPIPS.from_files(missing, heads=tmp_path / "alex.pth")
-    garbage = tmp_path / "vgg.pth"
-    garbage.write_text("not weights")
-    with pytest.raises(AnalogizeError, match=r"vgg\.pth: not a readable weights file"):
-        LPIPS.from_files(garbage, heads=tmp_path / "heads.pth", net="vgg")
-    with pytest.raises(AnalogizeError, match="heads.pth: no such file"):
-        save_file(_trunk_weights("alex"), tmp_path / "alex.safetensors")
-        LPIPS.from_files(tmp_path / "alex.safetensors", heads=tmp_path / "heads.pth")
-
-
-# --- FID ---------------------------------------------------------------------------------------
-
-
-class TinyExtractor(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv = nn.Conv2d(3, 5, 3)
-
-    def forward(self, images):
-        return torch.relu(self.conv(images)).mean(dim=(2, 3))  # (N, 5)
-
-
-def test_fid_matches_the_frechet_formula_and_is_zero_for_one_set():
-    pytest.importorskip("torchmetrics")
-    scipy_linalg = pytest.importorskip("scipy.linalg")
-    real = [random_image(seed) for seed in range(12)]
-    fake = [np.clip(image + 0.1, 0, 1) for image in real]
-    extractor = TinyExtractor()
-    with torch.no_grad():
-        features = [
-            extractor(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)).double().numpy()
-            for images in (real, fake)
-        ]
-    (mean_r, mean_f), (cov_r, cov_f) = [f.mean(0) for f in features], [np.cov(f, rowvar=False) for f in features]
-    reference = ((mean_r - mean_f) ** 2).sum() + np.trace(cov_r + cov_f - 2 * scipy_linalg.sqrtm(cov_r @ cov_f).real)
-    assert fid(real, fake, extractor) == pytest.approx(reference, rel=1e-4)
-    assert fid(real, real, extractor) == pytest.approx(0.0, abs=1e-9)
-    assert fid(real, fake, extractor) < fid(real, [np.clip(image + 0.3, 0, 1) for image in real], extractor)
-
-
-def test_fid_needs_an_extractor_and_two_images_per_set():
-    images = [random_image(seed) for seed in range(3)]
-    with pytest.raises(AnalogizeError, match="no feature extractor"):
-        fid(images, images, None)
-    with pytest.raises(AnalogizeError, match="fake_images holds 1 image"):
-        fid(images, images[:1], TinyExtractor())
 
 
 # --- MS-SSIM and the sharpness ratio ----------------------------------------------------------
