@@ -296,3 +296,15 @@ def test_a_strength_map_goes_through_the_pixels_surgery(tiny_backbones, monkeypa
     assert len(calls) == 1
     np.testing.assert_allclose(calls[0][:, :9], 1.0)  # PIXELS' white: keep the source
     np.testing.assert_allclose(calls[0][:, 11:], 0.5)
+
+
+def test_generate_draws_an_image_of_the_base_models_own_with_the_semantic_slider(tiny_backbones):
+    # docs/methods/pairedit.md: the original's generation with sliders.
+    method = get_method("pairedit")
+    config = method.make_config("tiny", base_model=str(tiny_backbones["flux"]), steps=3, learning_rate=5e-2)
+    edit = method.learn(one_pair(), config, progress=False)
+    plain = edit.generate(scale=0.0, seed=1)
+    assert plain.shape == (config.resolution, config.resolution, 3) and 0.0 <= plain.min() <= plain.max() <= 1.0
+    np.testing.assert_array_equal(edit.generate(scale=0.0, seed=1), plain)  # the seed fixes the image
+    assert not np.array_equal(edit.generate(scale=0.0, seed=2), plain)
+    assert not np.array_equal(edit.generate(scale=2.0, seed=1), plain)  # the slider moves it
