@@ -73,7 +73,8 @@ class LocConfig(TrainableConfig, BackboneConfig):
     start_strength: float = 1.0
     """1 = sample from pure noise, as InstructPix2Pix does. Below 1, start from the photo's latent
     noised to that fraction of the grid (SDEdit's start): a weak base model then keeps the photo's
-    layout and colours (the cpu preset's 32 px model: 13 dB from noise, 19-21 dB from 0.7)."""
+    layout and colours, which it cannot draw from noise (hence 0.7 in the cpu preset; the scores of
+    both starts are in BENCHMARKS.md, "LoRA of Change, trained here")."""
     image_guidance: float = 1.0
     """InstructPix2Pix's image guidance (1 = off): ε(∅) + g·(ε(image) − ε(∅))."""
 
