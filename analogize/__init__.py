@@ -10,7 +10,7 @@ OpenCV or torch import their module on first use.
 
 import importlib
 
-__version__ = "0.1.0"
+from .constants import __version__  # noqa: E402
 
 # Imported now, not lazily: api is light, and importing it loads the subpackage analogize.methods,
 # whose attribute on this package the function `methods` must then replace.

@@ -2,8 +2,11 @@
 
 The parser needs these defaults and choices at parse time; defining them here, with no imports,
 keeps `analogize --help` from loading numpy, OpenCV or torch. images.py and training.py enforce
-them and re-export them under their old names.
+them and re-export them under their old names. The version is here too, so edit files can record
+it without importing the package above them.
 """
+
+__version__ = "0.1.0"
 
 # 64 megapixels covers every camera sensor in common use; past that a file is far more likely to
 # be a decompression bomb than a photo, and the float32 copy alone would take 768 MB.

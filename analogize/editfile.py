@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors_bytes
 
-from . import __version__
+from .constants import __version__
 from .atomic import write_bytes_atomic
 from .errors import AnalogizeError
 from .methods import get_method

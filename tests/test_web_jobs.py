@@ -206,6 +206,28 @@ def test_a_pixels_edit_through_the_web_and_the_command_line_gives_the_same_resul
     assert from_web[1]["source"] == str(again.parent / "source.png") and from_web[0]["result"] == str(result)
 
 
+def test_paint_by_example_through_the_web_and_the_command_line_gives_the_same_result(tmp_path, capsys):
+    """The same photo, painted region, exemplar, model and settings repaint the same pixels
+    through `analogize paint` and the web app's Paint by Example screen."""
+    from analogize.cli import main
+    from analogize.tiny_backbones import write_tiny_paint_by_example
+
+    models = tmp_path / "models"
+    write_tiny_paint_by_example(models / "tiny-pbe")
+    jobs = Jobs(tmp_path / "work", models_dir=models)
+    photo = write_image(random_image(32, 40, seed=0), tmp_path / "photos" / "photo.png")
+    exemplar = write_image(random_image(20, 20, seed=1), tmp_path / "exemplar.png")
+    paint = np.zeros((32, 40), np.float32)
+    paint[8:24, 10:30] = 1.0
+
+    from_web = jobs.paint_by_example(photo, exemplar, paint, "tiny-pbe", steps=3, guidance=5.0, seed=2)
+    assert main(["paint", str(photo), "--mask", str(from_web.parent / "mask.png"), "--exemplar", str(exemplar),
+                 "--base-model", str(models / "tiny-pbe"), "--steps", "3", "--guidance", "5", "--seed", "2",
+                 "-o", str(tmp_path / "cli"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert from_web.read_bytes() == (tmp_path / "cli" / "photo.png").read_bytes()
+
+
 def test_the_server_listens_on_this_machine_only_and_serves_no_other_files(tmp_path):
     from analogize.web.app import serve
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import __version__
+from ..constants import __version__
 from ..errors import AnalogizeError
 from . import apply, bench, demo, edit, evaluate, export, learn, merge, methods, paint, serve, train_loc, train_pbe
 from .common import EXIT_USER_ERROR
