@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
                         help="weights and activations (fp16 needs a GPU; default %(default)s)")
     parser.add_argument("--device", default="auto",
-                        help="auto (this process's GPU when there is one), cpu, cuda or cuda:N (default %(default)s)")
+                        help="auto (accelerate's choice: this process's GPU, or MPS, when there is one), cpu, cuda, cuda:N or mps "
+                             "(default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the noise (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose output exists")
 
