@@ -19,7 +19,8 @@ Why this form:
   data or the curvature term; the weak identity pull leaves them as they were.
 - The system is sparse, symmetric and positive definite with lut_size³ unknowns. A direct solve
   takes well under a second at 17³; conjugate gradients needs thousands of iterations on this
-  badly conditioned system, and 33³ costs 20–30 s (2-core CPU) for half a decibel on smooth grades.
+  badly conditioned system, and 33³ costs tens of seconds for little gain on smooth grades
+  (docs/methods/colormap.md).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ..errors import AnalogizeError
 from ..pairs import PairSet
 from .base import Edit, Method, MethodConfig
 
-# A direct solve at 33³ already takes 20–30 s and a GB of fill-in; past that it is minutes.
+# A direct solve at 33³ already takes tens of seconds and a GB of fill-in; past that it is minutes.
 MAX_LUT_SIZE = 33
 
 
@@ -44,7 +45,7 @@ MAX_LUT_SIZE = 33
 class ColorMapConfig(MethodConfig):
     lut_size: int = 17
     """Grid points per colour axis (3 to 33). 17 suits smooth grades; 33 resolves sharper curves
-    at 20–30 s of fitting instead of under one."""
+    at tens of seconds of fitting instead of under one (docs/methods/colormap.md)."""
     smoothness: float = 1e-6
     """Weight of the curvature penalty against the mean squared colour error. Larger values
     smooth away noise (JPEG, grain) but flatten steep curves."""

@@ -39,7 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  tile=64, tile_overlap=16),
     # This 2-core machine: the benchmark's 128 px crops, learning about as long as fewshot's cpu
     # preset (BENCHMARKS.md). The average's window (1 / (1 - decay), 100 steps) must be short
-    # against the run: at 0.999 a 300-step run still held 73 % of the initial, identity weights.
+    # against the run, or the average stays near the initial, identity weights (0.999 did: BENCHMARKS.md).
     "cpu": dict(steps=700, batch_size=8, crop_size=128, width=32, levels=3, learning_rate=1e-3,
                 checkpoint_every=500, ema_decay=0.99, mixed_precision="bf16"),
     # One GPU, 256 px crops and a wider network.

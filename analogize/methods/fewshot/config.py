@@ -23,10 +23,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         frame_position=True,
     ),
     # This 2-core machine: 128 px crops (the benchmark's image size, so spatial edits see the whole
-    # frame), 64 tokens. The VAE carries most of the quality (width 32 vs 16: 39.3 vs 29.7 dB on
-    # `blur` at 600 steps). bf16 autocast halves a step on CPUs with AVX512-BF16 or AMX (0.31 vs
-    # 0.63 s on this machine's Xeon, 2 threads, idle); on other CPUs set mixed_precision="no"
-    # (the training loop warns).
+    # frame), 64 tokens. The VAE carries most of the quality, so it gets the width. bf16 autocast
+    # about halves a step on CPUs with AVX512-BF16 or AMX; on other CPUs set mixed_precision="no"
+    # (the training loop warns). Measurements: docs/methods/fewshot.md.
     "cpu": dict(
         crop_size=128, latent_downsampling=8, latent_channels=8, vae_width=32, flow_width=16, flow_downsampling=4,
         patch_size=2, transformer_width=192, transformer_depth=4, heads=4, steps=650, batch_size=4,
@@ -59,8 +58,8 @@ class FewShotConfig(TrainableConfig):
     affine: bool = False
     """Random small rotations, scalings and shifts of (x_j, y_j), both sides alike. The paper uses
     it, but it is only faithful to edits that commute with it: a vignette is tied to the frame,
-    and a filter of fixed pixel size changes under scaling (`vignette`, 300 steps: 20.0 dB with it,
-    26.2 and 28.1 without). Turn it on only for edits free of both (e.g. a pure colour mapping)."""
+    and a filter of fixed pixel size changes under scaling (measured on `vignette`:
+    docs/methods/fewshot.md). Turn it on only for edits free of both (e.g. a pure colour mapping)."""
     frame_position: bool = False
     """Give the VAE encoder each pixel's (x, y) in its whole frame as two more channels, so an
     effect tied to the frame (a vignette, a tone that fades from the centre) is learned from
@@ -118,8 +117,7 @@ class FewShotConfig(TrainableConfig):
     kl_weight: float = 0.0
     """Weight of the VAE's KL term (per-element mean). Off by default: any pull of the posterior
     toward N(0, 1) keeps the sampled latent noisy, so the decoder learns to lean on the skips and
-    ignore the latent that carries the edit (`vignette`, cpu preset at 300 steps: 16.9, 21.7 and
-    18.8 dB at 1e-3, 17.7 at 1e-5, 26.2 and 28.1 at 0). Without it the encoder still predicts a
+    ignore the latent that carries the edit (measured in docs/methods/fewshot.md). Without it the encoder still predicts a
     variance and the reconstruction still decodes a sample, so the latent learns its own noise
     level. Its scale is fixed instead by the encoder, which scales each image's latent mean to unit
     root-mean-square (without that, the latent grew until M_y's latent loss diverged)."""
