@@ -332,7 +332,7 @@ def model_choice(jobs: Jobs, label: str, elem_id: str, visible: bool = True) -> 
     if jobs.models_dir is None:
         info = "This server loads no pretrained models: start it with --models-dir DIR (docs/web.md)."
     else:
-        info = f"The model folders in {jobs.models_dir} on the server" + ("" if models else " (none there yet)")
+        info = "The models this server offers (its --models-dir)" + ("" if models else ": none there yet")
     dropdown = gr.Dropdown(choices=models, value=None, label=label, info=info, allow_custom_value=True,
                            visible=visible, elem_id=elem_id)
     dropdown.focus(lambda: gr.Dropdown(choices=jobs.available_models()), None, dropdown)

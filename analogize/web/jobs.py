@@ -331,17 +331,17 @@ class Jobs:
 
     def model_folder(self, name: str | None, needs: str) -> str:
         """The folder of the model the page names. Only a folder directly under `models_dir`, by its
-        name: a visitor must not make the server load whatever path they type."""
+        name: a visitor must not make the server load whatever path they type, and the errors
+        name no path on the server either."""
         if self.models_dir is None:
             raise AnalogizeError(f"{needs}; this server loads no pretrained models: start it with --models-dir DIR, "
                                  "DIR holding the downloaded model folders")
         available = self.available_models()
         if not name:
-            raise AnalogizeError(f"{needs}; choose one of this server's models: {', '.join(available) or 'none yet'} "
-                                 f"(folders in {self.models_dir})")
+            raise AnalogizeError(f"{needs}; choose one of this server's models: {', '.join(available) or 'none yet'}")
         if name not in available:
             raise AnalogizeError(f"{name!r} is not one of this server's models ({', '.join(available) or 'none yet'}); "
-                                 f"pick one by name, or put its folder in {self.models_dir}")
+                                 "pick one by name, or ask the server's admin to add its folder to --models-dir")
         return str(self.models_dir / name)
 
     def edit_of_training(self, job: str) -> Path:
