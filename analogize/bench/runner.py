@@ -16,7 +16,6 @@ is the bar every method has to clear.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from ..evaluation import evaluate_edit
 from ..methods import get_method
 from ..methods.base import Method
 from ..report import SheetRow, contact_sheet, markdown_table, write_report
+from ..settings import parse_setting
 from ..data.corpus import crops, photos, require_photos, split
 from ..data.edits import EDITS, expand_edit_names, make_pairs
 
@@ -44,7 +44,7 @@ BASELINE = "unet"
 class MethodVariant:
     """A method with settings of its own, named as written: `pix2pix[steps=2400]` gives pix2pix
     the training time of a slower method, `fewshot[n_to_n=false]` is one row of an ablation.
-    Values are JSON (numbers, true/false, "strings"); bare words are taken as strings."""
+    Values are read as `learn --set` reads them (settings.parse_setting)."""
 
     label: str
     method: Method
@@ -64,15 +64,8 @@ def parse_variant(spec: str) -> MethodVariant:
     match = VARIANT_PATTERN.match(spec)
     if not match:
         raise AnalogizeError(f"--methods: cannot read {spec!r}; write NAME or NAME[setting=value,...]")
-    overrides = {}
-    for setting in filter(None, (match["settings"] or "").split(",")):
-        key, equals, value = setting.partition("=")
-        if not equals or not key:
-            raise AnalogizeError(f"--methods: {spec!r}: {setting!r} is not setting=value")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
+    overrides = dict(parse_setting(setting, f"--methods {spec}")
+                     for setting in filter(None, (match["settings"] or "").split(",")))
     return MethodVariant(spec, get_method(match["name"]), overrides)
 
 
