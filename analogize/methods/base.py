@@ -5,7 +5,8 @@ Callers (CLI, web app, benchmark, tests) see only this surface, so each of them 
     method = get_method("colormap")
     config = method.make_config(preset="cpu", seed=3)
     edit = method.learn(pairs, config)          # training-free methods build the Edit directly
-    out = edit.apply(photo, strength=0.8)       # (H, W, 3) float32 in [0, 1] -> same shape
+    out = edit.apply(photo, strength=0.8)       # PIL image, uint8 or float array -> the same kind
+    edit.save("look.edit")
 
 A method's configuration is a dataclass whose fields carry documented defaults; named presets
 override some of them. The resolved config travels inside the edit file.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -24,8 +26,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from PIL import Image
+
 from ..errors import AnalogizeError
-from ..images import resize
+from ..images import _to_rgb_array, resize, to_pil, to_uint8
 from ..pairs import PairSet
 from ..training import LoopSettings
 from . import NEEDS_NOTHING
@@ -96,6 +100,62 @@ class Provenance:
     seconds: float
 
 
+ImageLike = Image.Image | np.ndarray
+"""What `Edit.apply` takes and gives back: a PIL image, a uint8 (H, W, 3) array, or a float
+(H, W, 3) array in [0, 1]."""
+
+
+def float_image(image: ImageLike) -> np.ndarray:
+    """Any ImageLike -> the float32 (H, W, 3) array in [0, 1] the methods compute on. A PIL image
+    of any mode is converted as `images.load_image` converts a file (transparency onto white,
+    grey to RGB), so an image edits the same from memory as from disk."""
+    if isinstance(image, Image.Image):
+        return _to_rgb_array(image)
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        got = f"{type(image).__name__} {getattr(image, 'shape', '')}".strip()
+        raise AnalogizeError(f"apply expects a PIL image or an (H, W, 3) array, got {got}; "
+                             "load photos with analogize.load_image or PIL.Image.open")
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if np.issubdtype(image.dtype, np.floating):
+        return image.astype(np.float32, copy=False)
+    raise AnalogizeError(f"apply expects a uint8 array or a float one in [0, 1], got {image.dtype}; "
+                         "convert it with .astype(np.uint8) or divide by its maximum")
+
+
+def like_given(result: np.ndarray, given: ImageLike) -> ImageLike:
+    """The float32 `result` as the kind `given` was: PIL (RGB) for PIL, uint8 for uint8, the
+    given float dtype for a float array."""
+    if isinstance(given, Image.Image):
+        return to_pil(result)
+    if given.dtype == np.uint8:
+        return to_uint8(result)
+    return result.astype(given.dtype, copy=False)
+
+
+def float_map(weight: ImageLike | None) -> np.ndarray | None:
+    """A strength map or mask as given (PIL, uint8, float; grey or RGB) -> float in [0, 1]."""
+    if isinstance(weight, Image.Image):
+        return float_image(weight)
+    if isinstance(weight, np.ndarray) and weight.dtype == np.uint8:
+        return weight.astype(np.float32) / 255.0
+    return weight
+
+
+def accepts_image_kinds(apply: Callable[..., np.ndarray]) -> Callable[..., ImageLike]:
+    """Wrap an `Edit.apply` that computes on float32 arrays so it takes any ImageLike (and maps of
+    any of those kinds) and returns the kind of image it was given: the conversion is here once."""
+
+    @functools.wraps(apply)
+    def converting(self: "Edit", image: ImageLike, *, strength_map: ImageLike | None = None,
+                   mask: ImageLike | None = None, **settings: Any) -> ImageLike:
+        result = apply(self, float_image(image), strength_map=float_map(strength_map), mask=float_map(mask),
+                       **settings)
+        return like_given(result, image)
+
+    return converting
+
+
 class Edit(abc.ABC):
     """A learned (or exemplar-built) edit. Subclasses implement `edit` and the state round-trip."""
 
@@ -123,14 +183,38 @@ class Edit(abc.ABC):
         tensors under diffusers/peft names with any scale folded into lora_B. Most methods have none."""
         return {}
 
-    def to(self, device: torch.device | str) -> "Edit":
+    def to(self, device: torch.device | str, dtype: str | None = None) -> "Edit":
         """Move the edit's networks to `device`; `edit` runs where they are. Methods keep other
-        tensors on the CPU and move them as they use them."""
+        tensors on the CPU and move them as they use them. An edit on a pretrained diffusion
+        backbone (pairedit, loc: its config has `device` and `dtype`) loads that backbone on first
+        use, then on `device` and in `dtype` ("fp32", "bf16", "fp16"); a backbone it already holds
+        (an edit just learned in this process) stays where it is. Other edits compute in float32
+        and refuse a `dtype`, rather than pretend to honour it."""
+        fields = {field.name for field in dataclasses.fields(self.config)}
+        if dtype is not None and "dtype" not in fields:
+            raise AnalogizeError(f"dtype {dtype}: a {self.method} edit computes in fp32; only edits on a diffusion "
+                                 "backbone (pairedit, loc) take a dtype, so leave --dtype out")
         for value in vars(self).values():
             if isinstance(value, torch.nn.Module):
                 value.to(device)
+        if "device" in fields:
+            self.config = dataclasses.replace(self.config, device=str(device), dtype=dtype or self.config.dtype)
         return self
 
+    def save(self, path: str | Path) -> Path:
+        """Write this edit to an edit file (editfile.save_edit) and return its path."""
+        from ..editfile import save_edit  # editfile imports this module
+
+        return save_edit(self, path)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """An edit that overrides `apply` (pairedit) takes and returns the same kinds of image as
+        this one: its `apply` is wrapped in the same conversion."""
+        super().__init_subclass__(**kwargs)
+        if "apply" in vars(cls):
+            cls.apply = accepts_image_kinds(cls.apply)
+
+    @accepts_image_kinds
     def apply(
         self,
         image: np.ndarray,
