@@ -1,4 +1,6 @@
-"""Batch apply: one result per photo, written OUTPUT/STEM.png, for the command line and the web app.
+"""Batch apply: one result per photo, written OUTPUT/STEM.png (or .tif, .jpg, .webp), for the command
+line and the web app. Each result keeps its photo's bit depth, ICC profile and EXIF where the format
+can hold them (images.save_image).
 
 Both front ends hand a list of photos and a `make_result(path)` to `run_batch`, so they share one
 failure policy: a photo that cannot be read, or that makes the method raise anything at all, is
@@ -22,7 +24,8 @@ import numpy as np
 
 from .atomic import write_text_atomic
 from .errors import AnalogizeError, DiskFullError
-from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_image, save_image
+from .images import (DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, OUTPUT_FORMATS, check_quality, load_image, load_metadata,
+                     save_image)
 
 SUMMARY_NAME = "analogize-apply.json"
 
@@ -46,34 +49,44 @@ class BatchSummary:
         return {**values.pop("about"), **values}
 
 
-def output_path(output: Path, photo: Path) -> Path:
-    return output / f"{photo.stem}.png"
+def output_path(output: Path, photo: Path, file_format: str = "png") -> Path:
+    """Where `photo`'s result goes: OUTPUT/STEM plus the suffix of `file_format` (OUTPUT_FORMATS)."""
+    return output / f"{photo.stem}{_suffix(file_format)}"
+
+
+def _suffix(file_format: str) -> str:
+    if file_format not in OUTPUT_FORMATS:
+        raise AnalogizeError(f"format {file_format!r}: not one analogize writes; choose one of "
+                             f"{', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[file_format]
 
 
 def run_batch(photos: list[Path], make_result: Callable[[Path], np.ndarray], output: Path, about: dict[str, Any], *,
               overwrite: bool = False, progress: bool = False,
-              on_failure: Callable[[str], None] | None = None) -> BatchSummary:
-    """`make_result(photo)` for every photo, saved to `output_path(output, photo)`; photos whose
-    output exists are skipped unless `overwrite`. `on_failure(reason)` hears of each failure as
-    it happens (the CLI prints it). Raises DiskFullError (after writing nothing partial) when the
-    disk fills."""
+              on_failure: Callable[[str], None] | None = None, file_format: str = "png",
+              quality: int | None = None) -> BatchSummary:
+    """`make_result(photo)` for every photo, saved to `output_path(output, photo, file_format)`
+    with the photo's metadata (`quality` for jpg and webp); photos whose output exists are skipped
+    unless `overwrite`. `on_failure(reason)` hears of each failure as it happens (the CLI prints
+    it). Raises DiskFullError (after writing nothing partial) when the disk fills."""
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
     from .distributed import process_state
 
-    check_distinct_outputs(photos)
+    check_distinct_outputs(photos, file_format)
+    check_quality(_suffix(file_format), quality)  # before any work, not once per photo
     started = time.perf_counter()
     state = process_state()
     done, skipped, failed = 0, 0, []
     with state.split_between_processes(photos) as share:
         for photo in tqdm(share, desc="images", unit="image", disable=not (progress and state.is_main_process)):
-            target = output_path(output, photo)
+            target = output_path(output, photo, file_format)
             if target.exists() and not overwrite:  # outputs are written atomically: it is whole
                 skipped += 1
                 continue
             try:
-                save_image(make_result(photo), target)
+                save_image(make_result(photo), target, load_metadata(photo), quality=quality)
             except DiskFullError:
                 raise
             except AnalogizeError as error:
@@ -113,13 +126,13 @@ def expand_images(paths: list[Path]) -> list[Path]:
     return files
 
 
-def check_distinct_outputs(photos: list[Path]) -> None:
+def check_distinct_outputs(photos: list[Path], file_format: str = "png") -> None:
     """Two photos with one stem would write the same output: refused before anything is done."""
     seen: dict[str, Path] = {}
     for photo in photos:
         if photo.stem in seen:
-            raise AnalogizeError(f"{photo}: would write the same output {photo.stem}.png as {seen[photo.stem]}; "
-                                 "rename one of them")
+            raise AnalogizeError(f"{photo}: would write the same output {photo.stem}{_suffix(file_format)} as "
+                                 f"{seen[photo.stem]}; rename one of them")
         seen[photo.stem] = photo
 
 

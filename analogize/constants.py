@@ -14,3 +14,8 @@ DEFAULT_MAX_PIXELS = 64_000_000
 
 MIXED_PRECISION_MODES = ("no", "bf16", "fp16")
 LOG_DESTINATIONS = ("csv", "tensorboard", "none")
+
+# `apply --format` name -> the suffix its results are written with (images.py writes them).
+OUTPUT_FORMATS = {"png": ".png", "tiff": ".tif", "jpg": ".jpg", "webp": ".webp"}
+# JPEG and WebP quality when none is given: Pillow's own default (75) shows artefacts in skies.
+DEFAULT_QUALITY = 95

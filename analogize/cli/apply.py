@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..constants import DEFAULT_QUALITY, OUTPUT_FORMATS
 from .common import add_common_options, batch_options, report_batch
 
 HELP = "apply an edit to photos"
@@ -16,6 +17,7 @@ EXAMPLE = """\
 example:
   analogize apply warm.edit holiday/ beach.jpg -o out/ --strength 0.7
   analogize apply sketch.edit big-photo.jpg -o out/ --scale 0.25   # pairs were shrunk to 1/4
+  analogize apply warm.edit raw-exports/ -o out/ --format jpg --quality 90
 """
 
 
@@ -31,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="edit at this fraction of the photo's size, then resize back: local effects act at "
                              "the pixel scale of the pairs, so for pairs made from photos shrunk to 1/4, use 0.25")
     parser.add_argument("--seed", type=int, default=0, help="random seed for stochastic methods")
+    parser.add_argument("--format", choices=OUTPUT_FORMATS, default="png", dest="file_format",
+                        help="format of the results (default png); each keeps the photo's ICC profile and EXIF, "
+                             "png and tiff keep 16 bits per channel (docs/cli.md has the table)")
+    parser.add_argument("--quality", type=int,
+                        help=f"1-100, for jpg and webp only (default {DEFAULT_QUALITY})")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo images whose output exists (default: skip them, so a stopped batch resumes)")
 
@@ -39,12 +46,14 @@ def run(args: argparse.Namespace) -> int:
     from ..batch import apply_edit, expand_images
     from ..distributed import process_state
     from ..editfile import load_edit
-    from ..images import load_image
+    from ..images import check_quality, load_image
 
+    check_quality(OUTPUT_FORMATS[args.file_format], args.quality)  # before the edit is loaded
     edit = load_edit(args.edit).to(process_state().device)
     strength_map = load_image(args.strength_map, args.max_pixels) if args.strength_map else None
     mask = load_image(args.mask, args.max_pixels) if args.mask else None
     summary = apply_edit(edit, args.edit, expand_images(args.images), args.output, strength=args.strength,
                          strength_map=strength_map, mask=mask, seed=args.seed, scale=args.scale,
-                         max_pixels=args.max_pixels, **batch_options(args))
+                         max_pixels=args.max_pixels, file_format=args.file_format, quality=args.quality,
+                         **batch_options(args))
     return report_batch(summary, args.output, f"applied {edit.method} to")
