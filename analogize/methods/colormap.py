@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse
@@ -82,6 +83,20 @@ class ColorMapEdit(Edit):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"lut": torch.from_numpy(self.lut.copy())}
+
+    def write_cube(self, path: Path, title: str) -> Path:
+        """Write the LUT as an Adobe / Resolve `.cube` 3-D LUT for `analogize export` (Resolve,
+        Photoshop, ffmpeg's `lut3d`, OpenColorIO). The file's grid is the LUT's own and those
+        tools interpolate it trilinearly, as `edit` does, so they reproduce the edit to the
+        printed precision (docs/methods/colormap.md)."""
+        size = self.lut.shape[0]
+        # .cube lists red fastest, then green, then blue: the LUT indexed [blue, green, red].
+        rows = self.lut.transpose(2, 1, 0, 3).reshape(-1, 3)
+        header = [f'TITLE "{title}"', f"LUT_3D_SIZE {size}", "DOMAIN_MIN 0 0 0", "DOMAIN_MAX 1 1 1"]
+        lines = header + [f"{red:.6f} {green:.6f} {blue:.6f}" for red, green, blue in rows.tolist()]
+        path = Path(path)
+        path.write_text("\n".join(lines) + "\n")
+        return path
 
     @classmethod
     def from_state_dict(cls, tensors: dict[str, torch.Tensor], config: MethodConfig) -> "ColorMapEdit":

@@ -3,6 +3,17 @@
 An edit lists its LoRAs with `Edit.loras()`: file stem -> tensors under diffusers/peft names
 (`PATH.lora_A.weight`, `PATH.lora_B.weight`) with any alpha / rank scale already folded into
 lora_B, so any loader that assumes scale 1 reproduces the LoRA exactly.
+
+Each LoRA is written twice (docs/methods/pairedit.md, "Files", says which loader reads which):
+- `STEM.safetensors`, diffusers' own format (`transformer.PATH.lora_A.weight` for FLUX,
+  `unet.PATH.lora_A.weight` for a Stable Diffusion UNet), for `pipe.load_lora_weights`;
+- `STEM_kohya.safetensors`, `lora_down` / `lora_up` / `alpha` under the flattened diffusers
+  path: `lora_unet_PATH` for a UNet (SD 1.x/2.x, SDXL, InstructPix2Pix), `lora_transformer_PATH`
+  for FLUX (OneTrainer's naming). These are the prefixes that diffusers' kohya converters
+  (`_convert_non_diffusers_lora_to_diffusers`, `_convert_kohya_flux_lora_to_diffusers`) and
+  ComfyUI's key map (`comfy/lora.py`, `model_lora_keys_unet`) read; kohya's own FLUX naming
+  (`lora_unet_double_blocks_…`, BFL's module tree) would need the fused qkv layers split back.
+  `alpha` equals the rank, so every loader's scale alpha / rank is 1.
 """
 
 from __future__ import annotations
@@ -14,13 +25,14 @@ import torch
 from ..errors import AnalogizeError
 from .base import Edit
 
+DOWN, UP = ".lora_A.weight", ".lora_B.weight"
+
 
 def export_loras(edit: Edit, folder: Path) -> list[Path]:
-    """Write each of the edit's LoRAs twice into `folder`: `STEM.safetensors` in diffusers' format
-    (`pipe.load_lora_weights(folder, weight_name=..., adapter_name=...)`) and
-    `STEM_kohya.safetensors` in kohya's (A1111, ComfyUI)."""
+    """Write each of the edit's LoRAs into `folder` as `STEM.safetensors` (diffusers:
+    `pipe.load_lora_weights(folder, weight_name=..., adapter_name=...)`) and
+    `STEM_kohya.safetensors` (kohya-style keys); returns the paths written."""
     from diffusers import FluxPipeline, StableDiffusionPipeline
-    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
     from safetensors.torch import save_file
 
     loras = edit.loras()
@@ -38,8 +50,22 @@ def export_loras(edit: Edit, folder: Path) -> list[Path]:
             FluxPipeline.save_lora_weights(folder, transformer_lora_layers=tensors, weight_name=weight_name)
         else:
             StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=tensors, weight_name=weight_name)
-        prefix = "transformer." if flux else "unet."
-        kohya = convert_state_dict_to_kohya({prefix + key: value for key, value in tensors.items()})
-        save_file({key: value.contiguous() for key, value in kohya.items()}, folder / f"{stem}_kohya.safetensors")
-        written += [folder / weight_name, folder / f"{stem}_kohya.safetensors"]
+        kohya_path = folder / f"{stem}_kohya.safetensors"
+        save_file(kohya_style(tensors, "lora_transformer_" if flux else "lora_unet_"), kohya_path)
+        written += [folder / weight_name, kohya_path]
     return written
+
+
+def kohya_style(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """`PATH.lora_A.weight` / `PATH.lora_B.weight` -> `PREFIX + PATH with "_" for "."` +
+    `.lora_down.weight` / `.lora_up.weight` / `.alpha` (= rank: the scale is already in lora_B)."""
+    converted = {}
+    for key, down in tensors.items():
+        if not key.endswith(DOWN):
+            continue
+        path = key[: -len(DOWN)]
+        name = prefix + path.replace(".", "_")
+        converted[f"{name}.lora_down.weight"] = down
+        converted[f"{name}.lora_up.weight"] = tensors[path + UP]
+        converted[f"{name}.alpha"] = torch.tensor(float(down.shape[0]))
+    return converted
