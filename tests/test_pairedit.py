@@ -15,7 +15,6 @@ from analogize.editfile import load_edit
 from analogize.errors import AnalogizeError
 from analogize.images import load_image
 from analogize.methods import get_method
-from analogize.methods.lora_files import export_loras
 from analogize.methods.pairedit import (
     CONTENT,
     SEMANTIC,
@@ -149,39 +148,7 @@ def test_learn_apply_and_export_from_the_command_line(tiny_backbones, tmp_path, 
 
     capsys.readouterr()
     assert main(["export", str(edit_path), "-o", str(tmp_path / "export")]) == 0
-    assert len(capsys.readouterr().out.split()) == 4
-    kohya = load_file(tmp_path / "export" / "pairedit_semantic_kohya.safetensors")
-    downs = [key for key in kohya if key.endswith(".lora_down.weight")]
-    assert downs and all(key.startswith("lora_unet_") for key in kohya)
-    for down in downs:  # each layer: down, up and alpha, as A1111 / ComfyUI read them
-        stem = down.removesuffix(".lora_down.weight")
-        assert {f"{stem}.lora_up.weight", f"{stem}.alpha"} <= kohya.keys()
-
-
-@pytest.mark.parametrize("family", ["flux", "sd", "sdxl"])
-def test_the_export_loads_into_diffusers_and_changes_its_output(tiny_backbones, tmp_path, family):
-    from diffusers import DiffusionPipeline
-
-    method = get_method("pairedit")
-    config = method.make_config("tiny", base_model=str(tiny_backbones[family]), steps=5, learning_rate=5e-2)
-    edit = method.learn(one_pair(), config, progress=False)
-    export_loras(edit, tmp_path / "export")
-
-    pipeline = DiffusionPipeline.from_pretrained(str(tiny_backbones[family]), local_files_only=True)
-    pipeline.set_progress_bar_config(disable=True)
-    arguments = dict(prompt="", num_inference_steps=2, height=32, width=32, output_type="np",
-                     **({"max_sequence_length": 16} if family == "flux" else {}))
-    plain = pipeline(generator=torch.Generator().manual_seed(0), **arguments).images
-    pipeline.load_lora_weights(tmp_path / "export", weight_name="pairedit_semantic.safetensors", adapter_name="edit")
-    edited = pipeline(generator=torch.Generator().manual_seed(0), **arguments).images
-    assert np.abs(edited - plain).max() > 1e-3
-    denoiser = pipeline.transformer if family == "flux" else pipeline.unet
-    loaded = {name: value for name, value in denoiser.state_dict().items() if ".lora_B.edit." in name}
-    ours = {name.replace(".lora_B.weight", ".lora_B.edit.weight"): value * config.alpha / config.rank
-            for name, value in edit.semantic.items() if ".lora_B." in name}
-    assert loaded.keys() == ours.keys()
-    for name, value in ours.items():
-        torch.testing.assert_close(loaded[name].float(), value)
+    assert len(capsys.readouterr().out.split()) == 4  # what the files do: tests/test_exports.py
 
 
 def test_a_missing_base_model_says_how_to_get_it(tmp_path):
