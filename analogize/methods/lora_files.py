@@ -11,8 +11,9 @@ Each LoRA is written twice (docs/methods/pairedit.md, "Files", says which loader
   path: `lora_unet_PATH` for a UNet (SD 1.x/2.x, SDXL, InstructPix2Pix), `lora_transformer_PATH`
   for FLUX (OneTrainer's naming). These are the prefixes that diffusers' kohya converters
   (`_convert_non_diffusers_lora_to_diffusers`, `_convert_kohya_flux_lora_to_diffusers`) and
-  ComfyUI's key map (`comfy/lora.py`, `model_lora_keys_unet`) read; kohya's own FLUX naming
-  (`lora_unet_double_blocks_…`, BFL's module tree) would need the fused qkv layers split back.
+  ComfyUI's key map (`comfy/lora.py`, `model_lora_keys_unet`) read. kohya's own FLUX naming
+  (`lora_unet_double_blocks_…`) addresses BFL's original modules, where q, k and v are one fused
+  layer, so it would need analogize's three LoRAs combined into one; it is not written.
   `alpha` equals the rank, so every loader's scale alpha / rank is 1.
 """
 
