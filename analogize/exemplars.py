@@ -57,11 +57,11 @@ def pixels_step(load_backbone: Callable[[], Any], base_model: str, source: Path,
                 output: Path, *,
                 steps: int, strength: float = 1.0, seed: int = 0, prompt: str = "", guidance: float = 1.0,
                 prior: str = "", history: list[dict] | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> list[dict]:
+                max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | Callable[[int, int], None] = False) -> list[dict]:
     """Edit `source` towards `exemplars` with PIXELS on the backbone `load_backbone()` gives (from
     `base_model`; called once the files have been read, so a bad file costs no model load), write
     `output` and its history: `history` (default: the source's own, read beside it) plus this step.
-    Returns that history."""
+    Returns that history. `progress` as in `pixels_edit`: a bar, or (done, total) per step."""
     from .methods.pixels import Exemplar, pixels_edit, place
 
     photo = load_image(source, max_pixels)
@@ -75,7 +75,7 @@ def pixels_step(load_backbone: Callable[[], Any], base_model: str, source: Path,
             edit_map = placed_map if edit_map is None else edit_map
         loaded.append(Exemplar(image, edit_map))
     result = pixels_edit(load_backbone(), photo, loaded, steps=steps, strength=strength, seed=seed, prompt=prompt,
-                         guidance=guidance)
+                         guidance=guidance, progress=progress)
     save_image(result, output)
     step = {"source": str(source), "exemplars": [exemplar.record() for exemplar in exemplars],
             "base_model": base_model, "prior": prior, "steps": steps, "strength": strength, "seed": seed,

@@ -49,7 +49,7 @@ from ..devices import resolve_device
 from ..errors import AnalogizeError
 from ..images import load_image, resize
 from ..pretrained import NO_REMOTE_CODE, SAFE_LOADING, check_loadable, library_message, model_folder
-from ..samplers import classifier_free, deterministic_sample
+from ..samplers import StepProgress, classifier_free, deterministic_sample, step_progress
 from ..training import run_training
 from .base import TrainableConfig, resolve_config
 
@@ -265,10 +265,12 @@ def repaint_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 @torch.no_grad()
 def paint(model: PaintByExampleModel, backbone: Backbone, photo: np.ndarray, mask: np.ndarray,
           exemplar: np.ndarray, *, exemplar_mask: np.ndarray | None = None, steps: int = 50,
-          guidance: float = 5.0, seed: int = 0, context: float = 2.0) -> np.ndarray:
+          guidance: float = 5.0, seed: int = 0, context: float = 2.0,
+          progress: bool | StepProgress = False) -> np.ndarray:
     """Repaint the white part of `mask` in `photo` (H, W, 3 in [0, 1]) after `exemplar`; returns
     the photo with only that part changed. `context`: the side of the crop the model sees, in
-    multiples of the mask's extent."""
+    multiples of the mask's extent. `progress`: True draws a bar of the denoising steps on
+    stderr, a function hears of each step as (done, total) (the web page's bar)."""
     if steps < 1 or context < 1.0:
         raise AnalogizeError(f"steps {steps} must be at least 1 and context {context} at least 1 (the crop must "
                              "hold the whole mask)")
@@ -295,7 +297,8 @@ def paint(model: PaintByExampleModel, backbone: Backbone, photo: np.ndarray, mas
 
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn(masked.shape, generator=generator).to(backbone.device)  # pure noise, as the official sampler
-    latent = deterministic_sample(backbone, start, backbone.levels(steps), model_output)
+    with step_progress(progress, "Paint by Example") as report:
+        latent = deterministic_sample(backbone, start, backbone.levels(steps), model_output, progress=report)
     generated = backbone.decode_image(latent, bottom - top, right - left)
     result = photo.copy()
     result[top:bottom, left:right] = np.where(crop_repaint[..., None], generated, crop)

@@ -39,7 +39,7 @@ from torch import nn
 from ..backbones import Backbone, BackboneConfig, Level, load_backbone
 from ..errors import AnalogizeError
 from ..pairs import PairSet
-from ..samplers import classifier_free, deterministic_sample
+from ..samplers import StepProgress, classifier_free, deterministic_sample, step_progress
 from ..training import run_training
 from .base import (Edit, Method, MethodConfig, TrainableConfig, blend, check_apply_inputs, edit_at_scale,
                    strength_weight)
@@ -241,9 +241,11 @@ class PairEditTask:
 # --- applying -------------------------------------------------------------------------------------
 
 
-def fit_inversion(backbone: Backbone, latent: torch.Tensor, config: PairEditConfig, seed: int) -> None:
+def fit_inversion(backbone: Backbone, latent: torch.Tensor, config: PairEditConfig, seed: int,
+                  progress: StepProgress | None = None) -> None:
     """Fit the inversion LoRA to one photo's latent with the backbone's standard training loss,
-    so sampling with it on reproduces the photo."""
+    so sampling with it on reproduces the photo. `progress` hears of each iteration: there are
+    `inversion_steps` (1500 by default), most of a photo's time."""
     denoiser = backbone.denoiser
     if INVERSION in getattr(denoiser, "peft_config", {}):
         denoiser.delete_adapters(INVERSION)
@@ -257,21 +259,24 @@ def fit_inversion(backbone: Backbone, latent: torch.Tensor, config: PairEditConf
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
     levels, condition = backbone.levels(config.grid_steps), backbone.condition("")
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(config.inversion_steps):
+    for step in range(config.inversion_steps):
         level = levels[int(torch.randint(len(levels), (1,), generator=generator))]
         noise = torch.randn(latent.shape, generator=generator).to(latent.device)
         loss = backbone.denoising_loss(latent, noise, level, condition)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if progress is not None:
+            progress(step + 1, config.inversion_steps)
     for parameter in parameters:
         parameter.requires_grad_(False)
 
 
 def sample(backbone: Backbone, latent_shape: tuple[int, ...], config: PairEditConfig, guidance: float,
-           base_loras: dict[str, float], seed: int) -> torch.Tensor:
+           base_loras: dict[str, float], seed: int, progress: StepProgress | None = None) -> torch.Tensor:
     """From noise to a latent over the backbone's grid with the shared deterministic sampler. The
-    first `skip` steps use `base_loras` only; later ones add `guidance`·(semantic − content)."""
+    first `skip` steps use `base_loras` only; later ones add `guidance`·(semantic − content).
+    `progress` hears of each step."""
     denoiser, condition = backbone.denoiser, backbone.condition("")
 
     def model_output(latent: torch.Tensor, index: int, level: Level) -> torch.Tensor:
@@ -284,7 +289,8 @@ def sample(backbone: Backbone, latent_shape: tuple[int, ...], config: PairEditCo
 
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn(latent_shape, generator=generator).to(backbone.device)  # the grid starts at (almost) pure noise
-    return deterministic_sample(backbone, start, backbone.levels(config.sample_steps), model_output)
+    return deterministic_sample(backbone, start, backbone.levels(config.sample_steps), model_output,
+                                progress=progress)
 
 
 class PairEditEdit(Edit):
@@ -308,33 +314,38 @@ class PairEditEdit(Edit):
         return self._backbone
 
     def apply(self, image: np.ndarray, *, strength: float = 1.0, strength_map: np.ndarray | None = None,
-              mask: np.ndarray | None = None, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+              mask: np.ndarray | None = None, seed: int = 0, scale: float = 1.0,
+              progress: bool = False) -> np.ndarray:
         """Strength sets the semantic guidance (semantic_cfg × strength) inside the sampler. A
         strength map or mask goes through PIXELS (pixels.py): the base model, LoRAs off, denoises
         the edited photo while holding each pixel to the original for (1 − weight)·N steps, so the
         transition is the model's own; pixels of weight 0 are then restored exactly. `scale` as
-        in `Edit.apply`."""
+        in `Edit.apply`. `progress`: bars on stderr for the photo's inversion, its sampling and
+        any PIXELS pass (a photo takes minutes on a GPU)."""
         check_apply_inputs(image, strength, scale)
         weight = strength_weight(image.shape[:2], 1.0, strength_map, mask)
         if not weight.any():
             return image.copy()
-        edited = edit_at_scale(lambda scaled: self.edit(scaled, seed=seed, strength=strength), image, scale)
+        edited = edit_at_scale(lambda scaled: self.edit(scaled, seed=seed, strength=strength, progress=progress),
+                               image, scale)
         if weight.min() < 1.0:
             denoiser = self.backbone.denoiser
             denoiser.disable_adapters()
             try:
                 edited = pixels_edit(self.backbone, image, [Exemplar(edited, 1.0 - weight[..., 0])],
-                                     steps=self.config.sample_steps, seed=seed)
+                                     steps=self.config.sample_steps, seed=seed, progress=progress)
             finally:
                 denoiser.enable_adapters()
         return blend(image, edited, weight)
 
-    def edit(self, image: np.ndarray, *, seed: int, strength: float = 1.0) -> np.ndarray:
+    def edit(self, image: np.ndarray, *, seed: int, strength: float = 1.0, progress: bool = False) -> np.ndarray:
         backbone, config = self.backbone, self.config
         latent = backbone.encode_image(image, config.resolution, config.resolution)
-        fit_inversion(backbone, latent, config, seed)
-        edited = sample(backbone, tuple(latent.shape), config, config.semantic_cfg * strength,
-                        {INVERSION: 1.0, CONTENT: 1.0}, seed)
+        with step_progress(progress, "inversion") as report:
+            fit_inversion(backbone, latent, config, seed, report)
+        with step_progress(progress, "sampling") as report:
+            edited = sample(backbone, tuple(latent.shape), config, config.semantic_cfg * strength,
+                            {INVERSION: 1.0, CONTENT: 1.0}, seed, report)
         return backbone.decode_image(edited, *image.shape[:2])
 
     def generate(self, *, scale: float = 1.0, seed: int = 0) -> np.ndarray:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..backbones import Backbone, Level
 from ..errors import AnalogizeError
 from ..images import resize
-from ..samplers import Surgery, classifier_free, deterministic_sample
+from ..samplers import StepProgress, Surgery, classifier_free, deterministic_sample, step_progress
 
 
 @dataclass
@@ -50,11 +50,12 @@ def img2img_levels(backbone: Backbone, steps: int, strength: float) -> list[Leve
 
 def img2img(backbone: Backbone, start: torch.Tensor, noise: torch.Tensor, *, steps: int, strength: float,
             condition: dict[str, torch.Tensor], uncondition: dict[str, torch.Tensor] | None = None,
-            guidance: float = 1.0, surgery: Surgery | None = None) -> torch.Tensor:
+            guidance: float = 1.0, surgery: Surgery | None = None,
+            progress: StepProgress | None = None) -> torch.Tensor:
     """Noise `start` (N, c, h, w) with `noise` to the level `strength` of the way up a
     `steps`-level grid and denoise back to 0 with the shared deterministic sampler.
     Classifier-free guidance when `uncondition` is given. `surgery` may replace the latent before
-    each step."""
+    each step; `progress` hears of each step."""
     levels = img2img_levels(backbone, steps, strength)
 
     def model_output(latent: torch.Tensor, index: int, level: Level) -> torch.Tensor:
@@ -63,7 +64,7 @@ def img2img(backbone: Backbone, start: torch.Tensor, noise: torch.Tensor, *, ste
             return output
         return classifier_free(output, backbone.predict(latent, level, uncondition), guidance)
 
-    return deterministic_sample(backbone, levels[0].noised(start, noise), levels, model_output, surgery)
+    return deterministic_sample(backbone, levels[0].noised(start, noise), levels, model_output, surgery, progress)
 
 
 def pixels_surgery(source: torch.Tensor, source_noise: torch.Tensor, edit_map: torch.Tensor, steps: int,
@@ -103,8 +104,11 @@ def to_latent_map(edit_map: np.ndarray | None, side_h: int, side_w: int, device:
 
 
 def pixels_edit(backbone: Backbone, source: np.ndarray, exemplars: list[Exemplar], *, steps: int = 50,
-                strength: float = 1.0, seed: int = 0, prompt: str = "", guidance: float = 1.0) -> np.ndarray:
-    """Edit `source` (H, W, 3) towards the exemplars; returns an image of the source's size."""
+                strength: float = 1.0, seed: int = 0, prompt: str = "", guidance: float = 1.0,
+                progress: bool | StepProgress = False) -> np.ndarray:
+    """Edit `source` (H, W, 3) towards the exemplars; returns an image of the source's size.
+    `progress`: True draws a bar of the denoising steps on stderr, a function hears of each
+    step as (done, total) (the web page's bar)."""
     if not exemplars:
         raise AnalogizeError("PIXELS needs at least one exemplar image; give --exemplar")
     if not 0.0 < strength <= 1.0:
@@ -119,11 +123,14 @@ def pixels_edit(backbone: Backbone, source: np.ndarray, exemplars: list[Exemplar
     source_noise, exemplar_noise = (torch.randn(source_latent.shape, generator=generator).to(backbone.device)
                                     for _ in range(2))
     locked_steps = len(img2img_levels(backbone, steps, strength))
-    latent = img2img(
-        backbone, exemplar_latent, exemplar_noise, steps=steps, strength=strength,
-        condition=backbone.condition(prompt), uncondition=backbone.unconditional() if guidance != 1.0 else None,
-        guidance=guidance, surgery=pixels_surgery(source_latent, source_noise, edit_map, locked_steps),
-    )
+    condition = backbone.condition(prompt)
+    uncondition = backbone.unconditional() if guidance != 1.0 else None
+    with step_progress(progress, "PIXELS") as report:
+        latent = img2img(
+            backbone, exemplar_latent, exemplar_noise, steps=steps, strength=strength, condition=condition,
+            uncondition=uncondition, guidance=guidance,
+            surgery=pixels_surgery(source_latent, source_noise, edit_map, locked_steps), progress=report,
+        )
     return backbone.decode_image(latent, *source.shape[:2])
 
 
