@@ -29,8 +29,9 @@ docs/scale-out.md):
 - processes: only the main process writes logs and checkpoint files (every process joins the save,
   which waits for all of them); at the end, buffers (BatchNorm statistics) are copied from the
   main process to the others, so every process ends with the same weights;
-- progress: a tqdm bar, shown only when asked for, on the main process, and when stderr is a
-  terminal.
+- progress: a tqdm bar (tqdm.auto: a widget in Jupyter), shown when asked for, on the main
+  process only. Whether to ask is the caller's choice: the CLI asks when stderr is a terminal,
+  the Python API by default, so a notebook or a logged run shows one too.
 
 With `run_dir=None` (the benchmark, quick experiments) nothing is written to disk.
 """
@@ -45,7 +46,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +99,7 @@ class LoopSettings:
     log_with: str = "csv"
     """"csv" (run_dir/losses.csv), "tensorboard" (run_dir/tensorboard/) or "none"."""
     progress: bool = True
-    """Show a progress bar (only ever on the main process, and only when stderr is a terminal)."""
+    """Show a progress bar (only ever on the main process)."""
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -219,7 +219,7 @@ def run_training(
         csv_log = LossLog(run_dir / LOSS_LOG, start)
     if run_dir is not None and settings.log_with == "tensorboard":
         accelerator.init_trackers(TENSORBOARD_FOLDER)
-    show_progress = settings.progress and accelerator.is_main_process and sys.stderr.isatty()
+    show_progress = settings.progress and accelerator.is_main_process
     bar = tqdm(total=settings.steps, initial=start, desc="training", unit="step", disable=not show_progress)
 
     history: list[dict[str, float]] = []
