@@ -3,6 +3,7 @@
 Only photos shipped in pip packages are used, so these tests need no `fetch_photos.sh` run.
 """
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,19 @@ def package_photos_only(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+def installed_package_photos() -> list[str]:
+    """The PACKAGE_PHOTOS whose package is installed here (scikit-image's always: it is core)."""
+    return sorted(name for name, (package, _) in corpus.PACKAGE_PHOTOS.items() if importlib.util.find_spec(package))
+
+
+@pytest.fixture
+def core_install_only(package_photos_only, monkeypatch):
+    """The corpus as a core install sees it: no scikit-learn or matplotlib (the `bench` extra)."""
+    package_file = corpus._package_file
+    monkeypatch.setattr(corpus, "_package_file", lambda package, relative_path: None
+                        if package in ("sklearn", "matplotlib") else package_file(package, relative_path))
+
+
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
     chelsea = next(p for p in corpus.photos() if p.name == "chelsea")
@@ -39,7 +53,7 @@ def fake_photos(groups: list[str]) -> list[Photo]:
 
 def test_package_photos_are_found_sorted_and_load_as_rgb(package_photos_only):
     photos = corpus.photos()
-    assert [p.name for p in photos] == sorted(corpus.PACKAGE_PHOTOS)
+    assert [p.name for p in photos] == installed_package_photos()
     for p in photos:
         image = p.load()
         assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
@@ -54,14 +68,14 @@ def test_photos_in_the_folder_join_the_corpus(package_photos_only):
         save_image(grey, package_photos_only / f"{name}.png")
     (package_photos_only / "notes.txt").write_text("not a photo")
     by_name = {p.name: p for p in corpus.photos()}
-    assert set(by_name) == set(corpus.PACKAGE_PHOTOS) | {"aero1", "aero3", "mine"}
+    assert set(by_name) == set(installed_package_photos()) | {"aero1", "aero3", "mine"}
     assert by_name["aero1"].group == by_name["aero3"].group
     assert by_name["mine"].group == "mine"
     assert by_name["mine"].load().shape == (40, 50, 3)
 
 
 def test_require_photos_names_the_fetch_command(package_photos_only):
-    available = len(corpus.PACKAGE_PHOTOS)
+    available = len(installed_package_photos())
     assert len(corpus.require_photos(available)) == available
     with pytest.raises(AnalogizeError) as error:
         corpus.require_photos(available + 1)
@@ -90,6 +104,13 @@ def test_split_does_not_move_photos_when_the_corpus_changes():
 def test_package_photos_alone_give_both_sides(package_photos_only):
     train, test = corpus.split(corpus.photos())
     assert train and test
+
+
+def test_a_core_install_has_scikit_images_photos_and_enough_for_the_demo(core_install_only):
+    photos = corpus.photos()
+    assert {p.name for p in photos} == {"astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "motorcycle"}
+    train, test = corpus.split(photos)
+    assert len(train) == 3 and len(test) == 3  # the demo learns from crops of three, tests on three
 
 
 def test_split_refuses_an_empty_side():

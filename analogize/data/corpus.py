@@ -2,8 +2,10 @@
 
 Two sources, both offline:
 
-- photos inside pip packages analogize already depends on (scikit-image, scikit-learn,
-  matplotlib): always there;
+- photos inside pip packages: scikit-image's six, always there (a core dependency) and enough
+  for `analogize demo` (three train, three test); scikit-learn's two and matplotlib's one when
+  those are installed (the `bench` extra: BENCHMARKS.md was measured with them). Neither is a
+  core dependency, since reading three JPEGs is all analogize would use them for;
 - the sample photos of Debian's `opencv-doc` package, which `bash benchmarks/fetch_photos.sh`
   copies into the photo folder (`~/.cache/analogize/photos`, or `$ANALOGIZE_PHOTOS`). Every image
   in that folder joins the corpus, so a user can add their own.
@@ -35,7 +37,8 @@ PHOTOS_ENV = "ANALOGIZE_PHOTOS"
 FETCH_COMMAND = "bash benchmarks/fetch_photos.sh"
 
 # name: (installed package, file inside it). Only files inside the wheels; other scikit-image
-# samples are downloaded on first use, which these machines cannot do.
+# samples are downloaded on first use, which these machines cannot do. A photo whose package is
+# not installed is left out.
 PACKAGE_PHOTOS = {
     "astronaut": ("skimage", "data/astronaut.png"),
     "chelsea": ("skimage", "data/chelsea.png"),
@@ -44,6 +47,7 @@ PACKAGE_PHOTOS = {
     "hubble_deep_field": ("skimage", "data/hubble_deep_field.jpg"),
     # The right view of this stereo pair shows the same scene, so it would add no new content.
     "motorcycle": ("skimage", "data/motorcycle_left.png"),
+    # The `bench` extra's packages.
     "china": ("sklearn", "datasets/images/china.jpg"),
     "flower": ("sklearn", "datasets/images/flower.jpg"),
     "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
