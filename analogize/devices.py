@@ -9,6 +9,8 @@ would turn a GPU run into a CPU run without a word.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import AnalogizeError
@@ -34,6 +36,34 @@ def resolve_device(name: str) -> torch.device:
         raise _unavailable(name, f"needs {device.type.upper()}, which this machine does not have")
     if device.index is not None and device.index >= count:
         raise _unavailable(name, f"is past the {count} {device.type} device(s) here")
+    return device
+
+
+def use_device(name: str) -> torch.device:
+    """Make `name` this process's device (a command's `--device`) and return it: accelerate's
+    process state, which the training loop, batch apply and "auto" all ask, is set to it, so a
+    command runs wholly there. A multi-process launch keeps "auto" only: each process has its GPU."""
+    from accelerate import PartialState
+    from accelerate.state import AcceleratorState
+
+    from .distributed import launched_world_size, process_state
+
+    device = resolve_device(name)
+    if name == "auto" or process_state().device == device:
+        return device
+    if launched_world_size() > 1:
+        raise AnalogizeError(f"--device {name}: a multi-process launch gives each process its own device; "
+                             "use --device auto")
+    AcceleratorState._reset_state(reset_partial_state=True)  # one process: no process group to lose
+    previous = os.environ.get("ACCELERATE_TORCH_DEVICE")
+    os.environ["ACCELERATE_TORCH_DEVICE"] = str(device)  # accelerate's own way to name the device
+    try:
+        PartialState(cpu=device.type == "cpu")
+    finally:
+        if previous is None:
+            del os.environ["ACCELERATE_TORCH_DEVICE"]
+        else:
+            os.environ["ACCELERATE_TORCH_DEVICE"] = previous
     return device
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from analogize.cli import build_parser, main
 from analogize.images import load_image, save_image
-from conftest import assert_same_weights, make_pair_folder
+from conftest import assert_same_weights, make_pair_folder, random_image, write_image
 
 
 def warm(image: np.ndarray) -> np.ndarray:
@@ -273,3 +273,49 @@ def test_learn_passes_training_options_to_the_method(tmp_path, pair_folder, caps
     assert run_cli("learn", pair_folder, "-o", tmp_path / "c.edit", "--method", "colormap", "--gradient-accumulation", "2",
                    "--quiet") == 2
     assert "unknown setting(s) gradient_accumulation_steps" in capsys.readouterr().err
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("analogize: error: ") and "\n" not in err, err
+    return err
+
+
+def test_learn_set_changes_any_config_field_and_refuses_an_unknown_one(tmp_path, pair_folder, capsys):
+    from analogize.editfile import load_edit
+
+    output = tmp_path / "set.edit"
+    assert run_cli("learn", pair_folder, "-o", output, "--method", "pix2pix", "--preset", "tiny", "--set", "steps=3",
+                   "--set", "ema_decay=0.5", "--quiet") == 0
+    config = load_edit(output).config
+    assert (config.steps, config.ema_decay) == (3, 0.5)
+
+    capsys.readouterr()
+    assert run_cli("learn", pair_folder, "-o", tmp_path / "c.edit", "--method", "colormap", "--set", "nonsense=1") == 2
+    assert "unknown setting(s) nonsense" in one_error_line(capsys)
+    assert run_cli("learn", pair_folder, "-o", tmp_path / "c.edit", "--method", "colormap", "--set", "nonsense") == 2
+    assert "--set: 'nonsense' is not key=value" in one_error_line(capsys)
+
+
+def test_device_and_dtype_flags_are_checked_in_one_line(tmp_path, pair_folder, capsys):
+    import torch
+
+    from analogize.backbones import DTYPES
+    from analogize.cli.common import DTYPE_NAMES
+
+    assert DTYPE_NAMES == tuple(DTYPES)  # the CLI's choices are the backbones' names, spelled without torch
+    edit_path = tmp_path / "warm.edit"
+    if not torch.cuda.is_available():
+        assert run_cli("learn", pair_folder, "-o", edit_path, "--method", "colormap", "--device", "cuda") == 2
+        assert "needs CUDA, which this machine does not have" in one_error_line(capsys)
+    assert run_cli("learn", pair_folder, "-o", edit_path, "--method", "colormap", "--dtype", "bf16") == 2
+    assert "--dtype bf16: colormap has no diffusion backbone" in one_error_line(capsys)
+
+    assert run_cli("learn", pair_folder, "-o", edit_path, "--method", "colormap", "--device", "cpu", "--quiet") == 0
+    write_image(random_image(), tmp_path / "photo.png")
+    assert run_cli("apply", edit_path, tmp_path / "photo.png", "-o", tmp_path / "out", "--device", "cpu",
+                   "--quiet") == 0
+    assert (tmp_path / "out" / "photo.png").is_file()
+    capsys.readouterr()
+    assert run_cli("apply", edit_path, tmp_path / "photo.png", "-o", tmp_path / "bf16", "--dtype", "bf16") == 2
+    assert "colormap edit computes in fp32" in one_error_line(capsys)

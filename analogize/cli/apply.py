@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..constants import DEFAULT_QUALITY, OUTPUT_FORMATS
-from .common import add_common_options, batch_options, report_batch
+from .common import add_common_options, add_device_options, batch_options, report_batch
 
 HELP = "apply an edit to photos"
 EXAMPLE = """\
@@ -40,16 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"1-100, for jpg and webp only (default {DEFAULT_QUALITY})")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo images whose output exists (default: skip them, so a stopped batch resumes)")
+    add_device_options(parser, "compute dtype of an edit on a diffusion backbone (pairedit, loc; fp16 needs a GPU; "
+                               "default: the one it learned with); other edits compute in fp32 and refuse it")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..batch import apply_edit, expand_images
-    from ..distributed import process_state
+    from ..devices import use_device
     from ..editfile import load_edit
     from ..images import check_quality, load_image
 
     check_quality(OUTPUT_FORMATS[args.file_format], args.quality)  # before the edit is loaded
-    edit = load_edit(args.edit).to(process_state().device)
+    edit = load_edit(args.edit).to(use_device(args.device), args.dtype)
     strength_map = load_image(args.strength_map, args.max_pixels) if args.strength_map else None
     mask = load_image(args.mask, args.max_pixels) if args.mask else None
     summary = apply_edit(edit, args.edit, expand_images(args.images), args.output, strength=args.strength,

@@ -10,6 +10,8 @@ from pathlib import Path
 from ..constants import DEFAULT_MAX_PIXELS, LOG_DESTINATIONS, MIXED_PRECISION_MODES
 
 EXIT_USER_ERROR = 2
+DTYPE_NAMES = ("fp32", "bf16", "fp16")
+"""--dtype's choices: backbones.DTYPES's names, listed here so that --help imports no torch."""
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +30,15 @@ def add_training_options(group: argparse.ArgumentParser | argparse._ArgumentGrou
                        help="compute in bf16 or fp16 (fp16 needs a GPU), or not (no)")
     group.add_argument("--log", choices=LOG_DESTINATIONS, dest="log_with",
                        help="training log in OUTPUT.run/: losses.csv, tensorboard/ or none (default csv)")
+
+
+def add_device_options(parser: argparse.ArgumentParser, dtype_help: str, dtype_default: str | None = None) -> None:
+    """--device and --dtype, spelled once for every command that computes; the command resolves
+    --device with devices.use_device, and says in `dtype_help` what --dtype sets there."""
+    parser.add_argument("--device", default="auto",
+                        help="auto (accelerate's choice: this process's GPU, or MPS, when there is one), cpu, cuda, "
+                             "cuda:N or mps (default %(default)s)")
+    parser.add_argument("--dtype", choices=DTYPE_NAMES, default=dtype_default, help=dtype_help)
 
 
 def training_flags(args: argparse.Namespace) -> dict:

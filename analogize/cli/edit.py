@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import AnalogizeError
-from .common import add_common_options
+from .common import add_common_options, add_device_options
 
 HELP = "PIXELS: edit a photo towards exemplar images, per pixel (pretrained backbone)"
 EXAMPLE = """\
@@ -40,12 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default="", help="text condition (default: none)")
     parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (1 = off)")
     parser.add_argument("--resolution", type=int, default=512, help="longer side the model works at")
-    parser.add_argument("--dtype", default="fp32", help="fp32, bf16 or fp16 (fp16 needs a GPU; default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the noise (default 0)")
+    add_device_options(parser, "the backbone's weights and activations (fp16 needs a GPU; default %(default)s)", "fp32")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..backbones import BackboneConfig, load_backbone
+    from ..devices import use_device
     from ..exemplars import ExemplarFile, pixels_step
 
     if len(args.map) > len(args.exemplar):
@@ -59,9 +60,10 @@ def run(args: argparse.Namespace) -> int:
             raise AnalogizeError(f"--exemplar {given}: write the placement as @scale,left,top, e.g. @0.5,40,10") from None
         exemplars.append(ExemplarFile(Path(path), args.map[index] if index < len(args.map) else None,
                                       (scale, round(left), round(top)) if placement else None))
-    config = BackboneConfig(base_model=args.base_model, dtype=args.dtype, resolution=args.resolution)
+    config = BackboneConfig(base_model=args.base_model, dtype=args.dtype, device=str(use_device(args.device)),
+                            resolution=args.resolution)
     history = pixels_step(lambda: load_backbone(config, prior=args.prior), args.base_model, args.source, exemplars, args.output, steps=args.steps,
                           strength=args.strength, seed=args.seed, prompt=args.prompt, guidance=args.guidance,
-                          prior=args.prior, max_pixels=args.max_pixels)
+                          prior=args.prior, max_pixels=args.max_pixels, progress=args.progress)
     print(f"edited {args.source} towards {len(exemplars)} exemplar(s) -> {args.output} (step {len(history)})")
     return 0

@@ -1,17 +1,20 @@
 """`analogize learn`: learn an edit from a folder of before/after pairs into one edit file.
 
-Settings come from the method's defaults, then its preset, then --config, then the flags; a
-trainable method keeps checkpoints in OUTPUT.run/ so `--resume` continues a stopped run.
+Settings come from the method's defaults, then its preset, then --config, then the flags, then
+--set (any config field by name); a trainable method keeps checkpoints in OUTPUT.run/ so
+`--resume` continues a stopped run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from ..errors import AnalogizeError
 from ..methods import DEFAULT_METHOD, METHOD_INFO
-from .common import add_common_options, add_training_options, training_flags
+from ..settings import parse_setting
+from .common import add_common_options, add_device_options, add_training_options, training_flags
 
 
 def preset_table() -> str:
@@ -28,6 +31,8 @@ EXAMPLE = f"""\
 example:
   analogize learn pairs/ -o warm.edit --method colormap   # a colour grade, in seconds
   analogize learn pairs/ -o look.edit --preset gpu-256     # fewshot on a GPU; --resume after a stop
+  analogize learn pairs/ -o sd.edit --method pairedit --base-model SD_DIR --dtype bf16 \\
+      --set cpu_offload=true --set gradient_checkpointing=true     # any config field by name
 
 {preset_table()}
 """
@@ -49,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-model", help="pretrained diffusers pipeline (folder or cached hub id) for "
                                              "methods that build on one (pairedit)")
     parser.add_argument("--hypernetwork", type=Path, help="loc: folder trained by `analogize train-loc`")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                        help="any field of the method's config (docs/methods/METHOD.md lists them), "
+                             "e.g. --set cpu_offload=true; values are JSON, bare words strings. Repeatable; wins "
+                             "over --config and the flags")
+    add_device_options(parser, "the diffusion backbone's weights and activations (pairedit, loc; fp16 needs a "
+                               "GPU); other methods refuse it: their --mixed-precision sets how they train")
     add_training_options(parser.add_argument_group("training (trainable methods; defaults from the preset)"))
 
 
@@ -60,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
 
     method = get_method(args.method or DEFAULT_METHOD)
     from_file = method.settings_from_file(read_settings_file(args.config), str(args.config)) if args.config else {}
-    flags = {**training_flags(args), "hypernetwork": str(args.hypernetwork) if args.hypernetwork else None}
-    config = method.make_config(args.preset, **{**from_file, **{k: v for k, v in flags.items() if v is not None}})
+    flags = {**training_flags(args), "hypernetwork": str(args.hypernetwork) if args.hypernetwork else None,
+             **device_flags(method, args)}
+    sets = dict(parse_setting(text, "--set") for text in args.settings)
+    config = method.make_config(args.preset, **{**from_file, **{k: v for k, v in flags.items() if v is not None},
+                                                **sets})
     pairs = PairSet.from_folder(args.pairs, resize_mismatched=args.resize_pairs, max_pixels=args.max_pixels)
     run_dir = args.output.with_name(args.output.name + ".run")
     edit = method.learn(pairs, config, run_dir=run_dir, resume=args.resume, progress=args.progress)
@@ -70,6 +84,20 @@ def run(args: argparse.Namespace) -> int:
         seconds = edit.provenance.seconds if edit.provenance else 0.0
         print(f"learned {method.name} from {len(pairs)} pair(s) in {seconds:.1f} s -> {args.output}")
     return 0
+
+
+def device_flags(method, args: argparse.Namespace) -> dict:
+    """--device and --dtype as config overrides. --device becomes the whole process's device
+    (devices.use_device: the training loop's too); a method on a diffusion backbone also gets it,
+    and --dtype, as its config's `device` and `dtype`. --dtype for any other method is refused."""
+    from ..devices import use_device
+
+    fields = {field.name for field in dataclasses.fields(method.config_class)}
+    if args.dtype and "dtype" not in fields:
+        raise AnalogizeError(f"--dtype {args.dtype}: {method.name} has no diffusion backbone (pairedit and loc do); "
+                             "leave --dtype out, or set its training precision with --mixed-precision")
+    device = use_device(args.device)
+    return {"device": str(device) if args.device != "auto" and "device" in fields else None, "dtype": args.dtype}
 
 
 def read_settings_file(path: Path) -> dict:

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import AnalogizeError
-from .common import add_common_options, batch_options, report_batch
+from .common import add_common_options, add_device_options, batch_options, report_batch
 
 HELP = "Paint by Example: repaint a masked region after an exemplar image (pretrained model)"
 EXAMPLE = """\
@@ -42,13 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="side of the crop around the mask the model sees (default: the model's own, 512)")
     parser.add_argument("--context", type=float, default=2.0,
                         help="that crop's side in multiples of the mask's extent (default %(default)s)")
-    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"),
-                        help="weights and activations (fp16 needs a GPU; default %(default)s)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (accelerate's choice: this process's GPU, or MPS, when there is one), cpu, cuda, cuda:N or mps "
-                             "(default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the noise (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="redo photos whose output exists")
+    add_device_options(parser, "the model's weights and activations (fp16 needs a GPU; default %(default)s)", "fp32")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise AnalogizeError(f"paint needs {error.name}; pip install 'analogize[diffusion]'") from None
     from ..batch import expand_images, run_batch
-    from ..devices import resolve_device
+    from ..devices import use_device
     from ..exemplars import MASK_SUFFIX, mask_for_photo
     from ..images import load_image
 
@@ -67,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     exemplar = load_image(args.exemplar, args.max_pixels)
     exemplar_mask = load_image(args.exemplar_mask, args.max_pixels) if args.exemplar_mask else None
     given_mask = load_image(args.mask, args.max_pixels) if args.mask else None
-    device = resolve_device(args.device)  # auto: this process's GPU, one per process
+    device = use_device(args.device)  # auto: this process's GPU, one per process
     model = PaintByExampleModel.from_pretrained(args.base_model, args.dtype).to(device)
     backbone = model.backbone(device, args.resolution)
 
@@ -75,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         photo = load_image(path, args.max_pixels)
         mask = given_mask if given_mask is not None else mask_for_photo(path, photo.shape[:2], args.box, args.max_pixels)
         return paint(model, backbone, photo, mask, exemplar, exemplar_mask=exemplar_mask, steps=args.steps,
-                     guidance=args.guidance, seed=args.seed, context=args.context)
+                     guidance=args.guidance, seed=args.seed, context=args.context, progress=args.progress)
 
     summary = run_batch(photos, painted, args.output, {"method": "paint-by-example", "exemplar": str(args.exemplar),
                                                        "base_model": args.base_model}, **batch_options(args))

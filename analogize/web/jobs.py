@@ -34,6 +34,7 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -232,11 +233,12 @@ class Jobs:
 
     # --- applying ---------------------------------------------------------------------------------
 
-    def apply(self, edit_path: Path, photos: list[Path], strength: float,
-              strength_map: np.ndarray | None) -> tuple[list[Path], list[Path], list[str]]:
+    def apply(self, edit_path: Path, photos: list[Path], strength: float, strength_map: np.ndarray | None,
+              progress: Callable[[int, int], None] | None = None) -> tuple[list[Path], list[Path], list[str]]:
         """Edit each photo, going on past any that fails (batch.run_batch, as the CLI does); returns
         (inputs kept, results, one line per failed photo), all inside a new apply folder, whose
-        results.zip holds the results and the strength map used."""
+        results.zip holds the results and the strength map used. `progress(done, photos)` hears
+        of each photo finished."""
         if not photos:
             raise AnalogizeError("no photos uploaded; drop one or more photos to edit")
         if len(photos) > self.limits.max_photos:
@@ -249,7 +251,7 @@ class Jobs:
             save_image(np.repeat(strength_map[..., None], 3, axis=2), folder / STRENGTH_MAP_NAME)
             strength_map = load_image(folder / STRENGTH_MAP_NAME)  # exactly what the CLI would read
         summary = apply_edit(edit, edit_path, [Path(photo) for photo in photos], folder / "results",
-                             strength=strength, strength_map=strength_map)
+                             strength=strength, strength_map=strength_map, on_done=progress)
         failed = {Path(failure["image"]): failure["reason"] for failure in summary.failed}
         errors = [reason.replace(str(photo), photo.name) for photo, reason in failed.items()]
         inputs, results = [], []
@@ -270,11 +272,13 @@ class Jobs:
         return inputs, results, errors
 
     def pixels(self, source: Path, exemplar: Path, paint: np.ndarray | None, base_model: str, *, steps: int,
-               seed: int, history: list[dict] | None = None) -> tuple[Path, list[dict]]:
+               seed: int, history: list[dict] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> tuple[Path, list[dict]]:
         """PIXELS on the server (exemplars.pixels_step, as `analogize edit`): edit `source` towards
         `exemplar` where `paint` (H, W) in [0, 1] is set (everywhere when None), in a new edit
         folder that keeps both images, the map, the result and its history. Returns the result and
-        `history` with this step appended; a result used as the next source continues it."""
+        `history` with this step appended; a result used as the next source continues it.
+        `progress(done, steps)` hears of each denoising step."""
         from ..backbones import BackboneConfig, load_backbone
         from ..exemplars import ExemplarFile, pixels_step
 
@@ -291,13 +295,15 @@ class Jobs:
         history = pixels_step(
             lambda: self._pretrained("pixels", base_model, lambda: load_backbone(BackboneConfig(base_model=base_model))),
             base_model, kept_source, [ExemplarFile(kept_exemplar, edit_map)], folder / "result.png",
-            steps=steps, seed=seed, history=history or [],
+            steps=steps, seed=seed, history=history or [], progress=progress,
         )
         return folder / "result.png", history
 
     def paint_by_example(self, source: Path, exemplar: Path, paint: np.ndarray | None, base_model: str, *,
-                         steps: int, guidance: float, seed: int) -> Path:
-        """Paint by Example on the server: repaint where `paint` (H, W) in [0, 1] is set, after `exemplar`."""
+                         steps: int, guidance: float, seed: int,
+                         progress: Callable[[int, int], None] | None = None) -> Path:
+        """Paint by Example on the server: repaint where `paint` (H, W) in [0, 1] is set, after
+        `exemplar`; `progress(done, steps)` hears of each denoising step."""
         from ..devices import resolve_device
         from ..methods.paint_by_example import PaintByExampleModel, paint as paint_region
 
@@ -311,7 +317,8 @@ class Jobs:
         folder.mkdir(parents=True)
         save_image(np.repeat(paint[..., None], 3, axis=2), folder / "mask.png")
         result = paint_region(model, model.backbone(device), load_image(source),
-                              paint, load_image(exemplar), steps=steps, guidance=guidance, seed=seed)
+                              paint, load_image(exemplar), steps=steps, guidance=guidance, seed=seed,
+                              progress=progress)
         output = folder / "result.png"
         save_image(result, output)
         return output
@@ -351,10 +358,13 @@ class Jobs:
         return path
 
     def _load_edit(self, path: Path) -> Edit:
-        """Loaded edits are kept for the next request, the few most recent only."""
+        """Loaded edits are kept for the next request, the few most recent only, on the server's
+        device (auto: its GPU when it has one), as `analogize apply` runs them."""
+        from ..devices import resolve_device
+
         key = (str(path), path.stat().st_mtime)
         if key not in self._edits:
-            self._edits[key] = load_edit(path)
+            self._edits[key] = load_edit(path).to(resolve_device("auto"))
             while len(self._edits) > EDITS_KEPT_LOADED:
                 self._edits.popitem(last=False)
         self._edits.move_to_end(key)
