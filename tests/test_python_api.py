@@ -90,6 +90,17 @@ def test_a_dtype_is_refused_for_an_edit_without_a_diffusion_backbone(edit):
     assert edit.to("cpu") is edit
 
 
+@pytest.mark.parametrize("method", ["pairedit", "loc"])
+def test_a_diffusion_edit_loads_its_backbone_on_the_device_and_dtype_it_is_moved_to(method):
+    """Its backbone loads on first use (edit files hold LoRAs only), from the config `to` sets."""
+    chosen = analogize.methods()[method]
+    config = chosen.make_config()
+    edit = chosen.edit_class(config, {}, {}) if method == "pairedit" else chosen.edit_class(config, {})
+    edit.to("cpu", "bf16")
+    assert (edit.config.device, edit.config.dtype) == ("cpu", "bf16") and config.device == "auto"
+    assert edit.to("cpu").config.dtype == "bf16"  # no dtype given: the one it has stays
+
+
 def test_apply_folder_is_the_cli_batch(edit, tmp_path, image):
     photos = tmp_path / "photos"
     photos.mkdir()

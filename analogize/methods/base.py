@@ -198,7 +198,7 @@ class Edit(abc.ABC):
             if isinstance(value, torch.nn.Module):
                 value.to(device)
         if "device" in fields:
-            self.config = dataclasses.replace(self.config, device=str(device), dtype=dtype or self.config.dtype)
+            self.config = dataclasses.replace(self.config, device=str(device), **({"dtype": dtype} if dtype else {}))
         return self
 
     def save(self, path: str | Path) -> Path:
