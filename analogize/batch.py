@@ -18,7 +18,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -64,11 +64,13 @@ def _suffix(file_format: str) -> str:
 def run_batch(photos: list[Path], make_result: Callable[[Path], np.ndarray], output: Path, about: dict[str, Any], *,
               overwrite: bool = False, progress: bool = False,
               on_failure: Callable[[str], None] | None = None, file_format: str = "png",
-              quality: int | None = None) -> BatchSummary:
+              quality: int | None = None, on_done: Callable[[int, int], None] | None = None) -> BatchSummary:
     """`make_result(photo)` for every photo, saved to `output_path(output, photo, file_format)`
     with the photo's metadata (`quality` for jpg and webp); photos whose output exists are skipped
     unless `overwrite`. `on_failure(reason)` hears of each failure as it happens (the CLI prints
-    it). Raises DiskFullError (after writing nothing partial) when the disk fills."""
+    it); `on_done(handled, photos)` of each photo this process has finished with, whatever the
+    outcome (the web page's bar). Raises DiskFullError (after writing nothing partial) when the
+    disk fills."""
     from accelerate.utils import gather_object
     from tqdm.auto import tqdm
 
@@ -80,7 +82,8 @@ def run_batch(photos: list[Path], make_result: Callable[[Path], np.ndarray], out
     state = process_state()
     done, skipped, failed = 0, 0, []
     with state.split_between_processes(photos) as share:
-        for photo in tqdm(share, desc="images", unit="image", disable=not (progress and state.is_main_process)):
+        for photo in tqdm(each_reported(share, on_done), total=len(share), desc="images", unit="image",
+                          disable=not (progress and state.is_main_process)):
             target = output_path(output, photo, file_format)
             if target.exists() and not overwrite:  # outputs are written atomically: it is whole
                 skipped += 1
@@ -109,6 +112,15 @@ def run_batch(photos: list[Path], make_result: Callable[[Path], np.ndarray], out
     if state.is_main_process:
         write_text_atomic(output / SUMMARY_NAME, json.dumps(summary.as_dict(), indent=2))
     return summary
+
+
+def each_reported(photos: list[Path], on_done: Callable[[int, int], None] | None) -> Iterator[Path]:
+    """The photos one by one; once the loop is done with the n-th (next() is asked for the one
+    after it, whichever way its turn ended), on_done(n, len(photos))."""
+    for handled, photo in enumerate(photos, 1):
+        yield photo
+        if on_done is not None:
+            on_done(handled, len(photos))
 
 
 def expand_images(paths: list[Path]) -> list[Path]:

@@ -6,6 +6,8 @@ pick an edit learned here or upload one, set the strength, optionally paint wher
 compare before and after with a slider, download one result or all of them as a zip. Two exemplar
 screens: PIXELS — a photo, an exemplar and a painted map, edited again and again with its history;
 Paint by Example — a photo, a painted region and an exemplar of what to paint there.
+Apply and the exemplar screens show a bar of the request's work (gr.Progress): photos done,
+denoising steps taken.
 
 The page holds no state of its own: every refresh asks `Jobs` (jobs.py) what the newest training
 is doing, so a reload, or a second tab, shows the same job. Errors in what the user gave become a
@@ -81,6 +83,11 @@ def strength_map_of(painted: dict | None) -> np.ndarray | None:
 
 def one_line(error: AnalogizeError) -> gr.Error:
     return gr.Error(str(error), print_exception=False)
+
+
+def reporter(progress: gr.Progress, desc: str, unit: str):
+    """A (done, total) callback for Jobs that moves the page's bar (gr.Progress) of this request."""
+    return lambda done, total: progress((done, total), desc=desc, unit=unit)
 
 
 def build_app(jobs: Jobs) -> gr.Blocks:
@@ -211,7 +218,7 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                 return None
             return {"background": str(files[0]), "layers": [], "composite": None}
 
-        def run_apply(files, chosen_job, uploaded_edit, strength_value, painted):
+        def run_apply(files, chosen_job, uploaded_edit, strength_value, painted, progress=gr.Progress()):
             try:
                 if uploaded_edit:
                     edit_path = Path(uploaded_edit)
@@ -220,7 +227,8 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                 else:
                     raise AnalogizeError("no edit chosen; pick an edit learned here or upload an edit file")
                 inputs, outputs, errors = jobs.apply(edit_path, [Path(path) for path in files or []],
-                                                     float(strength_value), strength_map_of(painted))
+                                                     float(strength_value), strength_map_of(painted),
+                                                     reporter(progress, "photos", "photos"))
             except AnalogizeError as error:
                 raise one_line(error) from None
             if not outputs:
@@ -241,12 +249,13 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                     concurrency_limit=1, concurrency_id="apply")
 
         # --- exemplar screens -----------------------------------------------------------------------
-        def run_pixels(source, exemplar, painted, model_name, steps_value, seed_value, chain):
+        def run_pixels(source, exemplar, painted, model_name, steps_value, seed_value, chain, progress=gr.Progress()):
             check_exemplar_inputs(source, exemplar)
             try:
                 result, chain = jobs.pixels(Path(source), Path(exemplar), strength_map_of(painted),
                                             (model_name or "").strip(), steps=int(steps_value),
-                                            seed=int(seed_value or 0), history=chain)
+                                            seed=int(seed_value or 0), history=chain,
+                                            progress=reporter(progress, "PIXELS", "steps"))
             except AnalogizeError as error:
                 raise one_line(error) from None
             return (str(source), str(result)), chain, chain
@@ -256,12 +265,14 @@ def build_app(jobs: Jobs) -> gr.Blocks:
                 raise gr.Error("edit the photo once first", print_exception=False)
             return chain[-1]["result"]
 
-        def run_paint_by_example(source, exemplar, painted, model_name, steps_value, seed_value, guidance_value):
+        def run_paint_by_example(source, exemplar, painted, model_name, steps_value, seed_value, guidance_value,
+                                 progress=gr.Progress()):
             check_exemplar_inputs(source, exemplar)
             try:
                 result = jobs.paint_by_example(Path(source), Path(exemplar), strength_map_of(painted),
                                                (model_name or "").strip(), steps=int(steps_value),
-                                               guidance=float(guidance_value), seed=int(seed_value or 0))
+                                               guidance=float(guidance_value), seed=int(seed_value or 0),
+                                               progress=reporter(progress, "Paint by Example", "steps"))
             except AnalogizeError as error:
                 raise one_line(error) from None
             return str(source), str(result)
