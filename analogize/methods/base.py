@@ -226,7 +226,9 @@ class Edit(abc.ABC):
         scale: float = 1.0,
     ) -> np.ndarray:
         """Apply the edit with an overall `strength`, an optional per-pixel `strength_map` and an
-        optional `mask` (white = may change). Maps of any size are resized to the image.
+        optional `mask` (white = may change). Maps of any size are resized to the image. The image
+        may be a PIL image, a uint8 or a float (H, W, 3) array, and comes back as the same kind
+        (`accepts_image_kinds`; the methods compute on float32 in [0, 1]).
 
         Local effects act at the pixel scale they had in the pairs, and frame-tied ones over the
         whole frame, whatever the photo's size. `scale` edits a copy resized by that factor and
