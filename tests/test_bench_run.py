@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
-from analogize.bench.demo import run_demo
+from analogize.bench.demo import DEMO_PARTS, run_demo
 from analogize.bench.runner import parse_variant, run_bench, split_methods
 from analogize.errors import AnalogizeError
 from analogize.images import load_image
@@ -29,14 +30,21 @@ def test_bench_scores_every_method_on_every_edit(tmp_path):
     assert sheet.std() > 0.05
 
 
-def test_demo_learns_and_reports_on_held_out_photos(tmp_path):
-    page = run_demo(tmp_path, progress=False)
+def test_demo_learns_both_edits_and_reports_on_held_out_photos(tmp_path, capsys):
+    """The demo's own parts, with fewshot cut to a few steps of its tiny preset so the test is quick."""
+    settings = {"steps": 3, "crop_size": 64, "ensemble_size": 1}  # 64 px tiles: few per photo
+    parts = (DEMO_PARTS[0], replace(DEMO_PARTS[1], preset="tiny", settings=settings))
+    page = run_demo(tmp_path, parts=parts, progress=False)
     assert page.is_file()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["mean"]["psnr"] > 30
-    assert len(list((tmp_path / "results").glob("*.png"))) == len(metrics["pairs"]) >= 2
-    assert (tmp_path / "grade.edit").is_file()
-    assert load_image(tmp_path / "contact_sheet.png").std() > 0.05
+    assert set(metrics) == {"grade", "emboss"} and metrics["emboss"]["method"] == "fewshot"
+    assert metrics["grade"]["mean"]["psnr"] > 30 > metrics["grade"]["unchanged_mean"]["psnr"]
+    for edit in ("grade", "emboss"):
+        assert len(list((tmp_path / "results" / edit).glob("*.png"))) == len(metrics[edit]["pairs"]) >= 2
+        assert (tmp_path / f"{edit}.edit").is_file()
+        assert load_image(tmp_path / f"contact_sheet_{edit}.png").std() > 0.05
+    printed = capsys.readouterr().out
+    assert f"learned 'emboss' with fewshot (tiny preset, {settings})" in printed and "unchanged photo" in printed
 
 
 def test_bench_runs_a_method_with_settings_of_its_own_beside_the_plain_one(tmp_path):
