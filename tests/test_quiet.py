@@ -90,14 +90,16 @@ def sd_backbone(tiny_backbones):
     return load_backbone(BackboneConfig(base_model=str(tiny_backbones["sd"]), resolution=32))
 
 
-def bar_written(capsys, run, description: str) -> None:
-    """`run(True)` draws a bar named `description` on stderr; `run(False)` writes nothing there."""
+def bar_written(capsys, run, description: str) -> str:
+    """`run(True)` draws a bar named `description` on stderr; `run(False)` writes nothing there.
+    Returns what `run(True)` wrote."""
     capsys.readouterr()
     run(True)
     err = capsys.readouterr().err
     assert description in err and "step" in err, err
     run(False)
     assert capsys.readouterr().err == ""
+    return err
 
 
 def test_pixels_draws_one_bar_of_its_steps_or_reports_them(sd_backbone, capsys):
@@ -124,9 +126,7 @@ def test_pairedit_apply_draws_bars_for_the_inversion_and_the_sampling(tiny_backb
     method = get_method("pairedit")
     edit = method.learn(PairSet([Pair("p", image, warm_edit(image))]),
                         method.make_config("tiny", base_model=str(tiny_backbones["sd"]), steps=2), progress=False)
-    bar_written(capsys, lambda progress: edit.apply(image, progress=progress), "inversion")
-    edit.apply(image, progress=True)
-    err = capsys.readouterr().err
+    err = bar_written(capsys, lambda progress: edit.apply(image, progress=progress), "inversion")
     assert "sampling" in err and f"/{edit.config.inversion_steps}" in err
 
 
@@ -136,3 +136,27 @@ def test_the_training_bar_shows_when_asked_even_where_stderr_is_no_terminal(caps
     assert "training" in capsys.readouterr().err
     run_training(LinearRegressionTask(), LoopSettings(steps=3, log_with="none", progress=False), run_dir=None)
     assert "training" not in capsys.readouterr().err
+
+
+def test_the_web_jobs_report_each_photo_and_each_step(tmp_path, tiny_backbones):
+    """What the page's bars (gr.Progress) are fed: Apply one call per photo, failed ones
+    included; PIXELS one per denoising step."""
+    from analogize.web.jobs import Jobs
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny-sd").symlink_to(tiny_backbones["sd"])
+    jobs = Jobs(tmp_path / "work", models_dir=models)
+    image = random_image(16, 16)
+    method = get_method("identity")
+    edit_path = method.learn(PairSet([Pair("p", image, image)]), method.make_config()).save(tmp_path / "same.edit")
+    broken = tmp_path / "broken.png"
+    broken.write_text("no")
+    photos = [broken, write_image(image, tmp_path / "good.png")]
+    reported = []
+    jobs.apply(edit_path, photos, 1.0, None, progress=lambda *done: reported.append(done))
+    assert reported == [(1, 2), (2, 2)]
+
+    reported.clear()
+    jobs.pixels(photos[1], photos[1], None, "tiny-sd", steps=2, seed=0, progress=lambda *step: reported.append(step))
+    assert reported == [(1, 2), (2, 2)]
