@@ -62,6 +62,13 @@ def model_folder(name: str | Path, option: str) -> Path:
                              f"pass {option} DIR") from None
 
 
+PARTS_USED = ("unet", "transformer", "vae", "movq", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2",
+              "scheduler", "prior", "image_encoder")
+"""The pipeline parts analogize runs. Missing from the folder, some load as nothing (a tokenizer
+did) and the run fails steps later with a library traceback; the others are optional
+(safety_checker, feature_extractor)."""
+
+
 def check_loadable(folder: Path, option: str) -> None:
     """Refuse a model folder whose load could run code: a `.py` file anywhere in it, a
     model_index.json naming a class outside diffusers and transformers, or a directory whose
@@ -132,7 +139,12 @@ def _check_model_index(folder: Path, option: str) -> None:
         if component.startswith("_") or not isinstance(value, list) or len(value) != 2:
             continue  # settings such as requires_safety_checker, not components
         library, class_ = value
-        if library is None or library in OWN_LIBRARIES:
+        if library is None:
+            continue
+        if component in PARTS_USED and not (folder / component).is_dir():  # diffusers may build it empty
+            raise AnalogizeError(f"{index_file}: names a {component} ({class_}) but {folder} has no {component}/ "
+                                 "folder; download the folder again, whole")
+        if library in OWN_LIBRARIES:
             continue
         if isinstance(library, str) and ((library, str(class_)) in OWN_COMPONENTS
                                          or _is_diffusers_pipeline_module(library)):

@@ -201,11 +201,23 @@ def test_the_layouts_analogize_reads_pass(tiny, tmp_path):
 
 def test_a_broken_pipeline_says_its_load_failed_and_why(tiny, tmp_path, assert_clear_error):
     broken = copy(tiny["sd"], tmp_path / "sd")
-    shutil.rmtree(broken / "unet")
+    (broken / "unet" / "config.json").unlink()
     with pytest.raises(AnalogizeError) as error:
         load_backbone(BackboneConfig(base_model=str(broken)))
     message = assert_clear_error(error.value, broken, "failed (OSError", "config.json", "download the folder again")
     assert "no model_index.json" not in message
+
+
+@pytest.mark.parametrize("part", ["unet", "tokenizer"])
+def test_a_part_the_model_index_names_but_the_folder_lacks_is_refused_before_loading(tiny, tmp_path, part,
+                                                                                     assert_clear_error):
+    """Without tokenizer/ diffusers loaded the pipeline anyway, and the first prompt died deep
+    inside with an OverflowError; any missing part is named at once instead."""
+    broken = copy(tiny["sd"], tmp_path / "sd")
+    shutil.rmtree(broken / part)
+    with pytest.raises(AnalogizeError) as error:
+        load_backbone(BackboneConfig(base_model=str(broken)))
+    assert_clear_error(error.value, broken, f"has no {part}/ folder", "download the folder again")
 
 
 def test_a_folder_without_model_index_or_a_hub_id_not_cached_says_so(tmp_path, monkeypatch, assert_clear_error):
