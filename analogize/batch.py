@@ -156,6 +156,6 @@ def apply_edit(edit, edit_path: Path, photos: list[Path], output: Path, *, stren
 
     def edited(photo: Path) -> np.ndarray:
         return edit.apply(load_image(photo, max_pixels), strength=strength, strength_map=strength_map, mask=mask,
-                          seed=seed, scale=scale)
+                          seed=seed, scale=scale, progress=options.get("progress", False))
 
     return run_batch(photos, edited, output, {"edit": str(edit_path), "method": edit.method}, **options)

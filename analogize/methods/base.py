@@ -224,9 +224,12 @@ class Edit(abc.ABC):
         mask: np.ndarray | None = None,
         seed: int = 0,
         scale: float = 1.0,
+        progress: bool = False,
     ) -> np.ndarray:
         """Apply the edit with an overall `strength`, an optional per-pixel `strength_map` and an
-        optional `mask` (white = may change). Maps of any size are resized to the image. The image
+        optional `mask` (white = may change). Maps of any size are resized to the image. `progress`
+        shows a bar where applying takes long (pairedit's inversion); one pass of a pixel-space
+        network needs none, so these ignore it. The image
         may be a PIL image, a uint8 or a float (H, W, 3) array, and comes back as the same kind
         (`accepts_image_kinds`; the methods compute on float32 in [0, 1]).
 
