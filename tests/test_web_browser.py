@@ -139,7 +139,6 @@ def test_teach_apply_paint_and_download_match_the_command_line(page, server, tmp
     page.mouse.up()
     page.click("#apply")
     page.locator("#compare img").first.wait_for()
-    screenshot(page, tmp_path, "web-apply")
     with page.expect_download() as download:
         page.click("#download-all")
     zipped = tmp_path / "results.zip"
@@ -191,6 +190,36 @@ def test_a_reload_during_training_keeps_its_progress(page, server, tmp_path):
     wait_for_status(page, "running")
     page.click("#cancel")
     wait_for_status(page, "cancelled")
+
+
+def test_a_colour_grade_learned_from_real_pairs_shows_in_the_apply_screen(page, server, tmp_path):
+    """The docs' Apply screenshot: colormap learned in the page from real photo pairs of the
+    benchmark's `grade`, applied to other real photos, gives the grade's own look."""
+    from analogize.data.edits import get_edit
+    from analogize.metrics import psnr
+
+    grade = get_edit("grade")
+    before = [write_image(real_photo(index, 160, 120), tmp_path / "pairs" / "before" / f"p{index}.png")
+              for index in range(4)]
+    after = [write_image(grade(load_image(path)), tmp_path / "pairs" / "after" / path.name) for path in before]
+    upload(page, "before-files", before)
+    upload(page, "after-files", after)
+    choose(page, "method", "colormap")
+    page.click("#learn")
+    wait_for_status(page, "done")
+    photos_shown = [write_image(real_photo(5 + index, 360, 240), tmp_path / "photos" / f"photo{index}.png")
+                    for index in range(2)]
+    page.get_by_role("tab", name="Apply").click()
+    upload(page, "photos", photos_shown)
+    page.locator("#edit-choice input").click()
+    page.locator("li[role=option]", has_text="colormap").first.click()
+    page.click("#apply")
+    page.locator("#compare img").first.wait_for()
+    page.locator("#results img").nth(1).wait_for()
+    screenshot(page, tmp_path, "web-apply")
+    folder = max((server[1] / "apply").iterdir(), key=lambda path: path.stat().st_mtime)
+    for photo in photos_shown:
+        assert psnr(load_image(folder / "results" / photo.name), grade(load_image(photo))) > 30
 
 
 def paint_stroke(page, painter: str) -> None:
