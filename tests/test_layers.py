@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "analogize"
 LAYERS = (
-    ("foundation", {"errors", "constants", "atomic", "images", "pairs", "tiling", "distributed", "devices", "training",
+    ("foundation", {"errors", "constants", "settings", "atomic", "images", "pairs", "tiling", "distributed", "devices", "training",
                     "metrics", "report", "pretrained", "random_pipelines"}),
     ("data", {"data"}),
     ("backbones", {"backbones", "samplers"}),

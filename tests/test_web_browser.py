@@ -94,15 +94,30 @@ def pair_files(folder: Path, count: int = 3) -> tuple[list[Path], list[Path]]:
     return before, after
 
 
-def start_pix2pix_training(page, tmp_path: Path, steps: int) -> None:
-    """Upload three pairs and learn pix2pix (tiny preset) for `steps` steps."""
-    before, after = pair_files(tmp_path / "pairs")
+def start_training(page, before: list[Path], after: list[Path], method: str, preset: str | None = None,
+                   steps: int | None = None) -> None:
+    """Upload the pairs on the Teach screen and press Learn."""
     upload(page, "before-files", before)
     upload(page, "after-files", after)
-    choose(page, "method", "pix2pix")
-    choose(page, "preset", "tiny")
-    page.locator("#steps input").fill(str(steps))
+    choose(page, "method", method)
+    if preset:
+        choose(page, "preset", preset)
+    if steps:
+        page.locator("#steps input").fill(str(steps))
     page.click("#learn")
+
+
+def start_pix2pix_training(page, tmp_path: Path, steps: int) -> None:
+    """Upload three pairs and learn pix2pix (tiny preset) for `steps` steps."""
+    start_training(page, *pair_files(tmp_path / "pairs"), "pix2pix", "tiny", steps)
+
+
+def open_apply(page, photos: list[Path], edit_label: str) -> None:
+    """The Apply screen with `photos` uploaded and the newest edit whose label holds `edit_label`."""
+    page.get_by_role("tab", name="Apply").click()
+    upload(page, "photos", photos)
+    page.locator("#edit-choice input").click()
+    page.locator("li[role=option]", has_text=edit_label).first.click()
 
 
 def wait_for_status(page, text: str, timeout: int = TRAINING_TIMEOUT_MS) -> None:
@@ -122,10 +137,7 @@ def test_teach_apply_paint_and_download_match_the_command_line(page, server, tmp
 
     photo_files = [write_image(real_photo(3 + index, 220, 150), tmp_path / "photos" / f"photo{index}.png")
                    for index in range(2)]
-    page.get_by_role("tab", name="Apply").click()
-    upload(page, "photos", photo_files)
-    page.locator("#edit-choice input").click()
-    page.locator("li[role=option]", has_text="pix2pix").first.click()
+    open_apply(page, photo_files, "pix2pix")
     canvas = page.locator("#painter canvas").first
     canvas.wait_for()
     page.wait_for_timeout(500)  # the editor lays the photo out before it takes strokes
@@ -202,17 +214,11 @@ def test_a_colour_grade_learned_from_real_pairs_shows_in_the_apply_screen(page, 
     before = [write_image(real_photo(index, 160, 120), tmp_path / "pairs" / "before" / f"p{index}.png")
               for index in range(4)]
     after = [write_image(grade(load_image(path)), tmp_path / "pairs" / "after" / path.name) for path in before]
-    upload(page, "before-files", before)
-    upload(page, "after-files", after)
-    choose(page, "method", "colormap")
-    page.click("#learn")
+    start_training(page, before, after, "colormap")
     wait_for_status(page, "done")
     photos_shown = [write_image(real_photo(5 + index, 360, 240), tmp_path / "photos" / f"photo{index}.png")
                     for index in range(2)]
-    page.get_by_role("tab", name="Apply").click()
-    upload(page, "photos", photos_shown)
-    page.locator("#edit-choice input").click()
-    page.locator("li[role=option]", has_text="colormap").first.click()
+    open_apply(page, photos_shown, "colormap")
     page.click("#apply")
     page.locator("#compare img").first.wait_for()
     page.locator("#results img").nth(1).wait_for()
