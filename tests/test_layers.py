@@ -18,8 +18,8 @@ LAYERS = (
                     "metrics", "report", "pretrained", "random_pipelines"}),
     ("data", {"data"}),
     ("backbones", {"backbones", "samplers"}),
-    ("methods", {"methods"}),
-    ("operations", {"api", "batch", "editfile", "evaluation", "exemplars"}),
+    ("methods", {"methods", "editfile"}),
+    ("operations", {"api", "batch", "evaluation", "exemplars"}),
     ("front ends", {"", "__main__", "cli", "web", "bench"}),
     ("testing", {"tiny_backbones"}),
 )
