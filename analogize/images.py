@@ -88,7 +88,7 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 image.load()
                 if deep_colour:
                     return _read_16bit_colour(path, orientation)
-                return _to_rgb_array(image)
+                return to_rgb_array(image)
     except AnalogizeError:
         raise
     except Image.DecompressionBombError:
@@ -146,7 +146,9 @@ def load_alpha(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         return np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
 
 
-def _to_rgb_array(image: Image.Image) -> np.ndarray:
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """An open PIL image of any mode -> float32 (H, W, 3) in [0, 1], as `load_image` returns a
+    file (transparency composited on white, grey repeated into RGB)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit greyscale (PNG and TIFF open as I;16 or I): scale by the 16-bit range.
         grey = np.asarray(image, dtype=np.float32) / 65535.0
@@ -187,7 +189,7 @@ _UPRIGHT = {
 
 
 def _read_16bit_colour(path: Path, orientation: int) -> np.ndarray:
-    """OpenCV keeps all 16 bits; the same white compositing as `_to_rgb_array` follows."""
+    """OpenCV keeps all 16 bits; the same white compositing as `to_rgb_array` follows."""
     # imdecode rather than imread: OpenCV cannot open non-ASCII paths on Windows.
     data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)  # (H, W, 3|4) BGR(A)
     if data is None or data.ndim != 3:

@@ -25,11 +25,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-
 from PIL import Image
 
 from ..errors import AnalogizeError
-from ..images import _to_rgb_array, resize, to_pil, to_uint8
+from ..images import to_rgb_array, resize, to_pil, to_uint8
 from ..pairs import PairSet
 from ..training import LoopSettings
 from . import NEEDS_NOTHING
@@ -110,7 +109,7 @@ def float_image(image: ImageLike) -> np.ndarray:
     of any mode is converted as `images.load_image` converts a file (transparency onto white,
     grey to RGB), so an image edits the same from memory as from disk."""
     if isinstance(image, Image.Image):
-        return _to_rgb_array(image)
+        return to_rgb_array(image)
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         got = f"{type(image).__name__} {getattr(image, 'shape', '')}".strip()
         raise AnalogizeError(f"apply expects a PIL image or an (H, W, 3) array, got {got}; "
@@ -227,11 +226,11 @@ class Edit(abc.ABC):
         progress: bool = False,
     ) -> np.ndarray:
         """Apply the edit with an overall `strength`, an optional per-pixel `strength_map` and an
-        optional `mask` (white = may change). Maps of any size are resized to the image. `progress`
-        shows a bar where applying takes long (pairedit's inversion); one pass of a pixel-space
-        network needs none, so these ignore it. The image
+        optional `mask` (white = may change). Maps of any size are resized to the image. The image
         may be a PIL image, a uint8 or a float (H, W, 3) array, and comes back as the same kind
-        (`accepts_image_kinds`; the methods compute on float32 in [0, 1]).
+        (`accepts_image_kinds`; the methods compute on float32 in [0, 1]). `progress` shows a bar
+        where applying takes long (pairedit's inversion); one pass of a pixel-space network needs
+        none, so those ignore it.
 
         Local effects act at the pixel scale they had in the pairs, and frame-tied ones over the
         whole frame, whatever the photo's size. `scale` edits a copy resized by that factor and
