@@ -248,7 +248,7 @@ class Jobs:
         folder = self.workdir / "apply" / secrets.token_hex(6)
         folder.mkdir(parents=True)
         if strength_map is not None:
-            save_image(np.repeat(strength_map[..., None], 3, axis=2), folder / STRENGTH_MAP_NAME)
+            save_map(strength_map, folder / STRENGTH_MAP_NAME)
             strength_map = load_image(folder / STRENGTH_MAP_NAME)  # exactly what the CLI would read
         summary = apply_edit(edit, edit_path, [Path(photo) for photo in photos], folder / "results",
                              strength=strength, strength_map=strength_map, on_done=progress)
@@ -291,7 +291,7 @@ class Jobs:
         shutil.copyfile(exemplar, kept_exemplar)
         edit_map = None
         if paint is not None:  # painted = follow the exemplar, PIXELS' black
-            edit_map = save_image(np.repeat(1.0 - paint[..., None], 3, axis=2), folder / "map.png")
+            edit_map = save_map(1.0 - paint, folder / "map.png")
         history = pixels_step(
             lambda: self._pretrained("pixels", base_model, lambda: load_backbone(BackboneConfig(base_model=base_model))),
             base_model, kept_source, [ExemplarFile(kept_exemplar, edit_map)], folder / "result.png",
@@ -315,7 +315,7 @@ class Jobs:
                                  lambda: PaintByExampleModel.from_pretrained(base_model).to(device))
         folder = self.workdir / "edit" / secrets.token_hex(6)
         folder.mkdir(parents=True)
-        save_image(np.repeat(paint[..., None], 3, axis=2), folder / "mask.png")
+        save_map(paint, folder / "mask.png")
         result = paint_region(model, model.backbone(device), load_image(source),
                               paint, load_image(exemplar), steps=steps, guidance=guidance, seed=seed,
                               progress=progress)
@@ -385,6 +385,12 @@ class Jobs:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
                 process.wait(timeout=30)
+
+
+def save_map(weights: np.ndarray, path: Path) -> Path:
+    """A painted (H, W) map in [0, 1] as the grey image file the command line reads for it
+    (--strength-map, --map, --mask), so a page's request can be redone there."""
+    return save_image(np.repeat(weights[..., None], 3, axis=2), path)
 
 
 def read_losses(path: Path) -> list[dict[str, float]]:
