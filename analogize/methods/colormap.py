@@ -34,6 +34,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 import torch
 
+from ..atomic import write_text_atomic
 from ..errors import AnalogizeError
 from ..pairs import PairSet
 from .base import Edit, Method, MethodConfig
@@ -95,7 +96,7 @@ class ColorMapEdit(Edit):
         header = [f'TITLE "{title}"', f"LUT_3D_SIZE {size}", "DOMAIN_MIN 0 0 0", "DOMAIN_MAX 1 1 1"]
         lines = header + [f"{red:.6f} {green:.6f} {blue:.6f}" for red, green, blue in rows.tolist()]
         path = Path(path)
-        path.write_text("\n".join(lines) + "\n")
+        write_text_atomic(path, "\n".join(lines) + "\n")
         return path
 
     @classmethod

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_bytes_atomic
 from ..errors import AnalogizeError
 from .base import Edit
 
@@ -34,7 +35,7 @@ def export_loras(edit: Edit, folder: Path) -> list[Path]:
     `pipe.load_lora_weights(folder, weight_name=..., adapter_name=...)`) and
     `STEM_kohya.safetensors` (kohya-style keys); returns the paths written."""
     from diffusers import FluxPipeline, StableDiffusionPipeline
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     loras = edit.loras()
     if not loras:
@@ -52,7 +53,7 @@ def export_loras(edit: Edit, folder: Path) -> list[Path]:
         else:
             StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=tensors, weight_name=weight_name)
         kohya_path = folder / f"{stem}_kohya.safetensors"
-        save_file(kohya_style(tensors, "lora_transformer_" if flux else "lora_unet_"), kohya_path)
+        write_bytes_atomic(kohya_path, save(kohya_style(tensors, "lora_transformer_" if flux else "lora_unet_")))
         written += [folder / weight_name, kohya_path]
     return written
 
