@@ -54,10 +54,10 @@ def read_history(image: Path) -> list[dict]:
 
 
 def pixels_step(load_backbone: Callable[[], Any], base_model: str, source: Path, exemplars: list[ExemplarFile],
-                output: Path, *,
-                steps: int, strength: float = 1.0, seed: int = 0, prompt: str = "", guidance: float = 1.0,
-                prior: str = "", history: list[dict] | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | Callable[[int, int], None] = False) -> list[dict]:
+                output: Path, *, steps: int, strength: float = 1.0, seed: int = 0, prompt: str = "",
+                guidance: float = 1.0, prior: str = "", history: list[dict] | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS,
+                progress: bool | Callable[[int, int], None] = False) -> list[dict]:
     """Edit `source` towards `exemplars` with PIXELS on the backbone `load_backbone()` gives (from
     `base_model`; called once the files have been read, so a bad file costs no model load), write
     `output` and its history: `history` (default: the source's own, read beside it) plus this step.
