@@ -118,6 +118,22 @@ def test_split_refuses_an_empty_side():
         corpus.split(fake_photos(["only-scene"]))
 
 
+def test_validation_split_takes_scenes_only_from_the_training_side_and_keeps_them_together():
+    groups = [f"scene{index}" for index in range(60)] + ["scene0", "scene1", "scene2"]
+    train, test = corpus.split(fake_photos(groups))
+    fit, validation = corpus.validation_split(train)
+    assert sorted(p.name for p in fit + validation) == sorted(p.name for p in train)
+    assert not {p.group for p in fit} & {p.group for p in validation}
+    assert not {p.group for p in validation} & {p.group for p in test}
+    assert 0.15 < len({p.group for p in validation}) / len({p.group for p in train}) < 0.45
+    assert corpus.validation_split(train) == (fit, validation)
+
+
+def test_validation_split_refuses_an_empty_side():
+    with pytest.raises(AnalogizeError, match="fetch_photos.sh"):
+        corpus.validation_split(fake_photos(["only-scene"]))
+
+
 def test_crops_have_the_right_size_and_repeat_with_the_seed(package_photos_only, tmp_path):
     small = tmp_path / "small.png"  # smaller than the crop: must be enlarged, not fail
     save_image(np.random.default_rng(0).random((20, 30, 3), dtype=np.float32), small)

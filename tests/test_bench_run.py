@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from analogize.bench.demo import DEMO_PARTS, run_demo
@@ -89,3 +90,28 @@ def test_a_shots_curve_with_the_unet_margin_and_an_edit_with_pairs_of_its_own_si
     assert settings["shots"] == [1, 2]
     for name in ("sheet-blur-1shots", "sheet-frame-2shots"):
         assert load_image(tmp_path / f"{name}.png").std() > 0.05
+
+
+def test_a_validation_run_scores_on_training_side_photos_only(tmp_path, monkeypatch):
+    """--validation: both its sides come from the training photos, so choices never see a test photo."""
+    from analogize.bench import runner
+    from analogize.data import corpus
+    from analogize.images import save_image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(40):  # enough scenes that the training side splits again
+        save_image(rng.random((48, 48, 3), dtype=np.float32), folder / f"scene{index}.png")
+    monkeypatch.setenv(corpus.PHOTOS_ENV, str(folder))
+    cropped_from = []
+    real_crops = runner.crops
+    monkeypatch.setattr(runner, "crops", lambda photos, *args: cropped_from.append([p.name for p in photos])
+                        or real_crops(photos, *args))
+    run_bench(["identity"], ["grade"], shots=2, size=32, test_images=2, minimum_photos=5, out_dir=tmp_path / "out",
+              validation=True, progress=False)
+    train, test = corpus.split(corpus.photos())
+    fit, validation = corpus.validation_split(train)
+    assert cropped_from == [[p.name for p in fit], [p.name for p in validation]]
+    assert not set(cropped_from[1]) & {p.name for p in test}
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]["validation"] is True

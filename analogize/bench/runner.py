@@ -30,7 +30,7 @@ from ..methods import get_method
 from ..methods.base import Method
 from ..report import SheetRow, contact_sheet, markdown_table, write_report
 from ..settings import parse_setting
-from ..data.corpus import crops, photos, require_photos, split
+from ..data.corpus import crops, photos, require_photos, split, validation_split
 from ..data.edits import EDITS, expand_edit_names, make_pairs
 
 MINIMUM_PHOTOS = 20
@@ -102,10 +102,13 @@ def run_bench(
     seed: int = 0,
     out_dir: Path = Path("bench-output"),
     minimum_photos: int = MINIMUM_PHOTOS,
+    validation: bool = False,
     progress: bool = True,
 ) -> list[BenchRow]:
     """Run every (edit, shots, method) combination and write the report folder `out_dir`. A method
-    may be given with settings of its own (see MethodVariant); `edits` may name sets (edits.EDIT_SETS)."""
+    may be given with settings of its own (see MethodVariant); `edits` may name sets (edits.EDIT_SETS).
+    With `validation` both sides come from the training photos (corpus.validation_split), so
+    settings can be chosen without ever scoring on the test photos."""
     edits = expand_edit_names(edits)
     shot_counts = [shots] if isinstance(shots, int) else list(shots)
     if not shot_counts or min(shot_counts) < 1:
@@ -122,6 +125,8 @@ def run_bench(
                for variant in variants}  # a wrong setting fails here, before anything trains
     require_photos(minimum_photos)
     train_photos, test_photos = split(photos())
+    if validation:
+        train_photos, test_photos = validation_split(train_photos)
     crop_sets = CropSets(train_photos, test_photos, max(shot_counts), test_images, seed, size)
 
     rows: list[BenchRow] = []
@@ -156,14 +161,14 @@ def run_bench(
     add_baseline_margins(all_rows, labels)
     table = markdown_table(TABLE_HEADER, [row.cells() for row in all_rows])
     settings = {"methods": methods, "edits": edits, "shots": shot_counts, "size": size,
-                "test_images": test_images, "preset": preset, "seed": seed,
+                "test_images": test_images, "preset": preset, "seed": seed, "validation": validation,
                 "train_photos": len(train_photos), "test_photos": len(test_photos)}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "results.md", table + "\n")
     write_report(out_dir, "analogize bench", {"settings": settings, "rows": [asdict(r) for r in all_rows]},
                  TABLE_HEADER, [row.cells() for row in all_rows], sheets,
-                 notes=f"{', '.join(map(str, shot_counts))} training pairs per edit, {test_images} held-out test "
-                       f"crops of {size}×{size} (edits with a pair size of their own: at that size).")
+                 notes=f"{', '.join(map(str, shot_counts))} training pairs per edit, {test_images} held-out "
+                       f"{'validation' if validation else 'test'} crops of {size}×{size} (edits with a pair size of their own: at that size).")
     print(table)
     return all_rows
 

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-images", type=int, default=12, help="held-out test crops per edit")
     parser.add_argument("--preset", help="preset for every method that has it (default: each method's own; "
                                          "`analogize learn --help` lists them)")
+    parser.add_argument("--validation", action="store_true",
+                        help="score on a validation split of the training photos instead of the test photos "
+                             "(for choosing settings)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the crops and the training (default 0)")
     parser.add_argument("--out", type=Path, default=Path("bench-output"),
                         help="folder for the report (default %(default)s)")
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         split_methods(args.methods),
         [name for name in args.edits.split(",") if name] if args.edits else list(EDITS),
         shots=args.shots, size=args.size, test_images=args.test_images, preset=args.preset,
-        seed=args.seed, out_dir=args.out, progress=args.progress,
+        seed=args.seed, out_dir=args.out, validation=args.validation, progress=args.progress,
     )
     print(f"report: {args.out / 'index.html'}")
     return 0

@@ -112,26 +112,48 @@ def require_photos(minimum: int) -> list[Photo]:
     return available
 
 
-def _is_test_group(group: str, test_fraction: float = 0.3) -> bool:
-    """Whether a scene belongs to the test side: a stable hash of its name, not of the corpus."""
-    digest = hashlib.sha256(group.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < test_fraction
+def _scene_hash(group: str, salt: str = "") -> float:
+    """A stable number in [0, 1) for a scene: a hash of its name (and a salt), not of the corpus."""
+    digest = hashlib.sha256((salt + group).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _split_by_scene(photo_list: Sequence[Photo], fraction: float, salt: str) -> tuple[list[Photo], list[Photo]]:
+    if not 0.0 < fraction < 1.0:
+        raise AnalogizeError(f"the held-out fraction is {fraction}; give a value between 0 and 1")
+    held_out = [_scene_hash(photo.group, salt) < fraction for photo in photo_list]
+    kept = [photo for photo, out in zip(photo_list, held_out) if not out]
+    return kept, [photo for photo, out in zip(photo_list, held_out) if out]
 
 
 def split(
     photo_list: Sequence[Photo], test_fraction: float = 0.3
 ) -> tuple[list[Photo], list[Photo]]:
     """Split into (train, test) by scene; roughly `test_fraction` of the scenes go to test."""
-    if not 0.0 < test_fraction < 1.0:
-        raise AnalogizeError(f"test_fraction is {test_fraction}; give a value between 0 and 1")
-    train = [photo for photo in photo_list if not _is_test_group(photo.group, test_fraction)]
-    test = [photo for photo in photo_list if _is_test_group(photo.group, test_fraction)]
+    train, test = _split_by_scene(photo_list, test_fraction, salt="")
     if not train or not test:
         raise AnalogizeError(
             f"{len(photo_list)} photos give {len(train)} for training and {len(test)} for testing; "
             f"run `{FETCH_COMMAND}` to fetch more photos"
         )
     return train, test
+
+
+VALIDATION_SALT = "validation:"
+
+
+def validation_split(
+    train_photos: Sequence[Photo], validation_fraction: float = 0.3
+) -> tuple[list[Photo], list[Photo]]:
+    """Split the training side again by scene into (fit, validation), for choosing settings
+    without looking at the test photos: a differently salted hash, so it is independent of `split`."""
+    fit, validation = _split_by_scene(train_photos, validation_fraction, salt=VALIDATION_SALT)
+    if not fit or not validation:
+        raise AnalogizeError(
+            f"{len(train_photos)} training photos give {len(fit)} to fit and {len(validation)} to validate; "
+            f"run `{FETCH_COMMAND}` to fetch more photos"
+        )
+    return fit, validation
 
 
 def crops(
