@@ -13,7 +13,7 @@ from analogize.errors import AnalogizeError
 from analogize.methods import get_method
 from analogize.methods.fewshot import FewShotEdit, reference_pairs
 from analogize.methods.fewshot import sample as sample_module
-from analogize.methods.fewshot.model import FewShotModel, transform, warp
+from analogize.methods.fewshot.model import AffineColorOutput, FewShotModel, transform, warp
 from analogize.methods.fewshot.train import FewShotTask, compute_losses, draw_batch, pair_indices, train
 from analogize.data.edits import get_edit
 from analogize.images import resize
@@ -58,6 +58,35 @@ def test_training_pass_has_the_expected_shapes_and_finite_losses(inverted_pairs)
     assert set(losses) == {"pixel", "latent", "frequency", "flow", "vae", "kl"}
     for name, value in losses.items():
         assert value.ndim == 0 and torch.isfinite(value), name
+
+
+def test_without_the_vae_loss_the_reconstruction_is_not_decoded(inverted_pairs):
+    config = tiny_config(vae_weight=0.0)
+    batch = draw_batch(inverted_pairs, config, np.random.default_rng(0), Augmentation())
+    outputs = FewShotModel(config)(batch["x_i"], batch["y_i"], batch["x_j"], batch["y_j"], batch["sigma"],
+                                   batch["noise"], batch["position_i"], batch["position_j"])
+    assert "reconstructed" not in outputs and outputs["edited"].shape == batch["y_j"].shape
+    assert compute_losses(outputs, batch, config)["vae"] == 0.0
+
+
+def test_an_untrained_affine_decoder_returns_the_query():
+    model = FewShotModel(tiny_config(affine_output=True))
+    query = torch.rand(2, 3, 32, 32) * 2 - 1
+    latent = torch.randn(2, 4, 8, 8)
+    _, _, skips = model.vae.encoder(query, torch.zeros(2, 2, 32, 32))
+    torch.testing.assert_close(model.vae.decoder(latent, skips, query), query)
+
+
+def test_the_affine_output_applies_a_colour_matrix_and_a_bias_per_pixel():
+    output = AffineColorOutput(channels=1)
+    torch.nn.init.zeros_(output.project.weight)
+    # Constant features of 1 through the bias alone: A − I = a channel swap minus I, b = 0.1 everywhere.
+    swap_minus_identity = torch.tensor([[-1.0, 1, 0], [1, -1, 0], [0, 0, 0]])
+    with torch.no_grad():
+        output.project.bias.copy_(torch.cat([swap_minus_identity.flatten(), torch.full((3,), 0.1)]))
+    image = torch.rand(1, 3, 4, 4)
+    expected = image[:, [1, 0, 2]] + 0.1
+    torch.testing.assert_close(output(torch.zeros(1, 1, 4, 4), image), expected)
 
 
 def test_the_latent_has_unit_scale_per_image_whatever_the_encoder_weights():

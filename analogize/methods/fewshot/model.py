@@ -52,7 +52,10 @@ class NoiseInjection(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         n, _, h, w = x.shape
         noise = torch.randn((n, 1, h, w), generator=generator, device=x.device, dtype=x.dtype)
-        return x + self.weight * noise
+        # In x's dtype: under bf16 autocast the float32 weight would otherwise promote the whole
+        # activation to float32 (elementwise ops are not autocast), and one fused op instead of
+        # two: this line was a third of a bf16 apply's time.
+        return torch.addcmul(x, self.weight.to(x.dtype), noise)
 
 
 class ConvLayer(nn.Module):
@@ -133,11 +136,33 @@ class DecoderLevel(nn.Module):
         return x
 
 
+class AffineColorOutput(nn.Module):
+    """ŷ = A·x + b at every pixel: decoder features (N, C, H, W) give a 3×3 colour matrix A and a
+    bias b per pixel, applied to the query image x (N, 3, H, W). Gharbi et al.'s local affine
+    colour transforms (HDRNet, 2017), predicted here at full resolution. The projection starts at
+    zero, so the untrained decoder returns the query itself: a filter that changes little (detail
+    enhancement, smoothing, a grade) is learned as a correction, not painted anew, while one that
+    replaces the photo (a relief, a drawing) sets A to 0 and paints b."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.project = nn.Conv2d(channels, 12, 3, 1, 1)
+
+    def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        coefficients = self.project(features)  # (N, 12, H, W)
+        matrix = coefficients[:, :9].unflatten(1, (3, 3))  # (N, 3, 3, H, W): A − I
+        bias = coefficients[:, 9:]  # (N, 3, H, W)
+        image = image.to(coefficients.dtype)
+        return image + (matrix * image.unsqueeze(1)).sum(dim=2) + bias  # Σ_j (A − I)_ij x_j: (N, 3, H, W)
+
+
 class Decoder(nn.Module):
-    """Latent (N, c, H/d, W/d) [+ the encoder's skip features] -> image (N, 3, H, W), unbounded."""
+    """Latent (N, c, H/d, W/d) [+ the encoder's skip features] [+ the query image] -> image
+    (N, 3, H, W), unbounded. With `affine_output` the last layer predicts a colour transform of
+    the query (AffineColorOutput) instead of the image."""
 
     def __init__(self, width: int, levels: int, latent_channels: int, *, skips: bool, noise: bool,
-                 convolutions: int = 1):
+                 convolutions: int = 1, affine_output: bool = False):
         super().__init__()
         channels = level_channels(width, levels)
         self.skips = skips
@@ -146,13 +171,15 @@ class Decoder(nn.Module):
             DecoderLevel(channels[level + 1], channels[level], skip=skips, noise=noise, convolutions=convolutions)
             for level in reversed(range(levels))
         )
-        self.to_image = nn.Conv2d(channels[0], 3, 3, 1, 1)
+        self.to_image = AffineColorOutput(channels[0]) if affine_output else nn.Conv2d(channels[0], 3, 3, 1, 1)
 
-    def forward(self, latent: torch.Tensor, skips: list[torch.Tensor],
+    def forward(self, latent: torch.Tensor, skips: list[torch.Tensor], query: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         x = self.from_latent(latent, generator)
         for level, block in zip(reversed(range(len(self.up))), self.up):
             x = block(x, skips[level] if self.skips else None, generator)
+        if isinstance(self.to_image, AffineColorOutput):
+            return self.to_image(x, query)
         return self.to_image(x)
 
 
@@ -164,7 +191,7 @@ class VAE(nn.Module):
                                position_channels=2 if config.frame_position else 0)
         self.decoder = Decoder(config.vae_width, levels, config.latent_channels,
                                skips=config.vae_skips, noise=config.decoder_noise,
-                               convolutions=config.decoder_convolutions)
+                               convolutions=config.decoder_convolutions, affine_output=config.affine_output)
 
 
 # --- M_x: flow and colour from (x_i, x_j) ---------------------------------------------------------
@@ -411,6 +438,7 @@ class FewShotModel(nn.Module):
         grid = latent_side // config.patch_size
         condition_patch = config.latent_downsampling * config.patch_size // config.flow_downsampling
         self.use_query, self.use_flow_color = config.use_query, config.use_flow_color
+        self.reconstructs = config.vae_weight > 0  # a loss weighted 0 is not worth a decoder pass
         self.vae = VAE(config)
         self.flow = FlowColorNet(config.flow_width, config.flow_downsampling)
         self.condition = ConditionEncoder(condition_patch, config.transformer_width, config.heads, grid)
@@ -435,15 +463,19 @@ class FewShotModel(nn.Module):
         query_skips = [features[n:2 * n] for features in skips]  # the decoder always sees x_j's details
         predicted = self.denoiser(noised(mean_y_i, sigma, noise), sigma, self.query_latent(mean_x_j), condition)
 
-        # One decoder pass for the prediction and the VAE's own reconstruction of y_j.
-        sampled_y_j = mean_y_j + (0.5 * log_variance_y_j).exp() * torch.randn_like(mean_y_j)
-        decoded = self.vae.decoder(torch.cat([predicted, sampled_y_j]), [torch.cat([s, s]) for s in query_skips])
-        edited, reconstructed = decoded.split(n)
+        # One decoder pass for the prediction and (when its loss counts) the VAE's own reconstruction of y_j.
+        latents = [predicted]
+        if self.reconstructs:
+            latents.append(mean_y_j + (0.5 * log_variance_y_j).exp() * torch.randn_like(mean_y_j))
+        copies = len(latents)
+        decoded = self.vae.decoder(torch.cat(latents), [torch.cat([s] * copies) for s in query_skips],
+                                   torch.cat([x_j] * copies))
+        edited, *reconstructed = decoded.split(n)
         return {
             "transformed_x_i": transform(x_i, flow_color),  # x̂_j
             "predicted": predicted,  # M_y's y_j latent
             "edited": edited,  # ŷ_j
-            "reconstructed": reconstructed,
+            **({"reconstructed": reconstructed[0]} if reconstructed else {}),
             "mean_y_j": mean_y_j,
             "log_variance_y_j": log_variance_y_j,
         }
@@ -459,13 +491,17 @@ class FewShotModel(nn.Module):
     def initialize_weights(self) -> None:
         """DiT's initialisation: Xavier-uniform linear layers, zero biases, and zero for every
         adaLN modulation and the final projection, so each block starts as the identity and the
-        first prediction is the zero latent. Convolutions: He-normal. M_x's output layer stays
-        at zero (FlowColorNet), the identity transform."""
+        first prediction is the zero latent. Convolutions: He-normal, except the output layers
+        that start at zero: M_x's (the identity transform) and an affine decoder output's (the
+        query itself)."""
+        starting_at_zero = [self.flow.to_flow_color]
+        if isinstance(self.vae.decoder.to_image, AffineColorOutput):
+            starting_at_zero.append(self.vae.decoder.to_image.project)
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Conv2d) and module is not self.flow.to_flow_color:
+            elif isinstance(module, nn.Conv2d) and all(module is not layer for layer in starting_at_zero):
                 # He initialisation keeps activations at a steady scale through the SiLU layers.
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)
@@ -474,6 +510,6 @@ class FewShotModel(nn.Module):
             nn.init.zeros_(block.modulation[-1].bias)
         nn.init.normal_(self.denoiser.timestep.mlp[0].weight, std=0.02)
         nn.init.normal_(self.denoiser.timestep.mlp[2].weight, std=0.02)
-        for layer in (self.denoiser.final.modulation[-1], self.denoiser.final.project):
+        for layer in (self.denoiser.final.modulation[-1], self.denoiser.final.project, *starting_at_zero):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)

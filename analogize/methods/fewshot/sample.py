@@ -70,7 +70,7 @@ def sample(
         own_condition = model.condition_tokens(model.flow(queries, queries))
         for sigma in sigmas[1:]:
             estimate = denoise(model, estimate, sigma, query_latents, own_condition, generator)
-    return model.vae.decoder(estimate, query_skips, generator)
+    return model.vae.decoder(estimate, query_skips, queries, generator)
 
 
 def edit_image(

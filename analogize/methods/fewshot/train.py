@@ -130,7 +130,7 @@ def compute_losses(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tens
         "latent": F.mse_loss(outputs["predicted"], outputs["mean_y_j"].detach()),
         "frequency": focal_frequency_loss(outputs["edited"], y_j, config.frequency_alpha),
         "flow": F.mse_loss(outputs["transformed_x_i"], batch["x_j"]),
-        "vae": F.l1_loss(outputs["reconstructed"], y_j),
+        "vae": F.l1_loss(outputs["reconstructed"], y_j) if "reconstructed" in outputs else y_j.new_zeros(()),
         "kl": kl_divergence(outputs["mean_y_j"], outputs["log_variance_y_j"]),
     }
 
