@@ -33,13 +33,17 @@ def contact_sheet(columns: list[str], rows: list[SheetRow], tile: int = 192) -> 
     as its tallest picture, so landscape photos leave no empty bands."""
     thumbnails = [[to_pil(fit_within(image, tile)) for image in row.images] for row in rows]
     row_heights = [max((thumb.height for thumb in row), default=0) for row in thumbnails]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    titles = [wrap_to_width(title, tile, measure) for title in columns]  # long method labels would overlap
+    header_height = LABEL_HEIGHT * max(len(lines) for lines in titles)
     width = GAP + len(columns) * (tile + GAP)
-    height = LABEL_HEIGHT + GAP + sum(LABEL_HEIGHT + row_height + GAP for row_height in row_heights)
+    height = header_height + GAP + sum(LABEL_HEIGHT + row_height + GAP for row_height in row_heights)
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for column, title in enumerate(columns):
-        draw.text((GAP + column * (tile + GAP), 3), title, fill=(0, 0, 0))
-    top = LABEL_HEIGHT + GAP
+    for column, lines in enumerate(titles):
+        for line_number, line in enumerate(lines):
+            draw.text((GAP + column * (tile + GAP), 3 + line_number * LABEL_HEIGHT), line, fill=(0, 0, 0))
+    top = header_height + GAP
     for row, row_thumbnails, row_height in zip(rows, thumbnails, row_heights):
         draw.text((GAP, top), row.label, fill=(60, 60, 60))
         for column, thumbnail in enumerate(row_thumbnails):
@@ -47,6 +51,17 @@ def contact_sheet(columns: list[str], rows: list[SheetRow], tile: int = 192) -> 
             sheet.paste(thumbnail, (left, top + LABEL_HEIGHT))
         top += LABEL_HEIGHT + row_height + GAP
     return np.asarray(sheet, dtype=np.float32) / 255.0
+
+
+def wrap_to_width(text: str, width: int, draw: ImageDraw.ImageDraw) -> list[str]:
+    """`text` cut into lines no wider than `width` pixels in the default font (at any character:
+    method labels such as `fewshot[steps=300,affine_output=true]` have no spaces)."""
+    lines = [""]
+    for character in text:
+        if lines[-1] and draw.textlength(lines[-1] + character) > width:
+            lines.append("")
+        lines[-1] += character
+    return lines
 
 
 def write_report(

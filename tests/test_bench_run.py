@@ -115,3 +115,19 @@ def test_a_validation_run_scores_on_training_side_photos_only(tmp_path, monkeypa
     assert cropped_from == [[p.name for p in fit], [p.name for p in validation]]
     assert not set(cropped_from[1]) & {p.name for p in test}
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["settings"]["validation"] is True
+
+
+def test_a_contact_sheet_wraps_a_long_column_title_within_its_column():
+    from PIL import Image, ImageDraw
+
+    from analogize.report import SheetRow, contact_sheet, wrap_to_width
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label = "fewshot[steps=300,affine_output=true,decoder_convolutions=2]"
+    lines = wrap_to_width(label, 64, draw)
+    assert "".join(lines) == label and len(lines) > 1
+    assert all(draw.textlength(line) <= 64 for line in lines)
+    grey = np.full((64, 64, 3), 0.5, dtype=np.float32)
+    short = contact_sheet(["a", "b"], [SheetRow("row", [grey, grey])], tile=64)
+    wrapped = contact_sheet(["a", label], [SheetRow("row", [grey, grey])], tile=64)
+    assert wrapped.shape[0] == short.shape[0] + 18 * (len(lines) - 1)  # taller by the extra title lines
