@@ -1,7 +1,10 @@
 """How much of the CPU's bf16 matrix throughput a training step of fewshot (and of the U-Net
 baseline) uses, and where fewshot's FLOPs go.
 
-    .venv/bin/python benchmarks/training_flops.py [--threads 2] [--steps 6]
+    .venv/bin/python benchmarks/training_flops.py [--threads 2] [--steps 6] [--methods "fewshot,unet"]
+
+`--methods` takes the benchmark's NAME[key=value,...] form on top of the `cpu` preset, e.g.
+`"fewshot,fewshot[affine_output=false],unet"` to time a setting beside the preset.
 
 1. Peak: the best of a few large bf16 matrix products (2048³, 4096³) — what the cores can do.
 2. FLOPs of one training step (forward and backward), counted by torch's FlopCounterMode on one
@@ -30,7 +33,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from analogize.methods import get_method  # noqa: E402
+from analogize.bench.runner import parse_variant, split_methods  # noqa: E402
 from analogize.methods.fewshot.train import FewShotTask  # noqa: E402
 from analogize.methods.unet import UNetTask  # noqa: E402
 from analogize.pairs import Pair, PairSet  # noqa: E402
@@ -112,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--methods", default="fewshot,unet", help="fewshot and/or unet, each optionally NAME[key=value,...]")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     peak = matmul_peak(args.threads)
@@ -120,16 +124,18 @@ def main() -> None:
     rng = np.random.default_rng(0)
     pairs = PairSet([Pair(f"pair{index}", rng.random((128, 128, 3), dtype=np.float32),
                           rng.random((128, 128, 3), dtype=np.float32)) for index in range(8)])
-    for name, task_class in (("fewshot", FewShotTask), ("unet", UNetTask)):
-        config = get_method(name).make_config("cpu")
+    tasks = {"fewshot": FewShotTask, "unet": UNetTask}
+    for spec in split_methods(args.methods):
+        variant = parse_variant(spec)
+        config = variant.method.make_config("cpu", **variant.overrides)
         torch.manual_seed(0)
-        task = task_class(pairs, config)
+        task = tasks[variant.method.name](pairs, config)
         batch = task.batch(rng)
         flops = step_flops(task, batch)
         seconds = step_seconds(task, rng, args.steps)
-        parts = forward_parts(task, batch) if name == "fewshot" else {}
+        parts = forward_parts(task, batch) if variant.method.name == "fewshot" else {}
         split = ", ".join(f"{part} {value / sum(parts.values()):.0%}" for part, value in parts.items())
-        print(f"{name}: {flops / 1e9:.1f} GFLOP per step of {config.batch_size}, {seconds:.3f} s per step, "
+        print(f"{spec}: {flops / 1e9:.1f} GFLOP per step of {config.batch_size}, {seconds:.3f} s per step, "
               f"{flops / seconds / 1e9:.0f} GFLOP/s = {flops / seconds / peak:.1%} of the peak"
               + (f"; forward FLOPs: {split}" if split else ""), flush=True)
 
