@@ -54,7 +54,7 @@ class NoiseInjection(nn.Module):
         noise = torch.randn((n, 1, h, w), generator=generator, device=x.device, dtype=x.dtype)
         # In x's dtype: under bf16 autocast the float32 weight would otherwise promote the whole
         # activation to float32 (elementwise ops are not autocast), and one fused op instead of
-        # two: this line was a third of a bf16 apply's time.
+        # two; this line once dominated a bf16 apply (docs/methods/fewshot.md).
         return torch.addcmul(x, self.weight.to(x.dtype), noise)
 
 
