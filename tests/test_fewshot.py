@@ -13,7 +13,7 @@ from analogize.errors import AnalogizeError
 from analogize.methods import get_method
 from analogize.methods.fewshot import FewShotEdit, reference_pairs
 from analogize.methods.fewshot import sample as sample_module
-from analogize.methods.fewshot.model import AffineColorOutput, FewShotModel, transform, warp
+from analogize.methods.fewshot.model import AffineColorOutput, FewShotModel, NoiseInjection, transform, warp
 from analogize.methods.fewshot.train import FewShotTask, compute_losses, draw_batch, pair_indices, train
 from analogize.data.edits import get_edit
 from analogize.images import resize
@@ -80,13 +80,24 @@ def test_an_untrained_affine_decoder_returns_the_query():
 def test_the_affine_output_applies_a_colour_matrix_and_a_bias_per_pixel():
     output = AffineColorOutput(channels=1)
     torch.nn.init.zeros_(output.project.weight)
-    # Constant features of 1 through the bias alone: A − I = a channel swap minus I, b = 0.1 everywhere.
+    # Zero features, so only the bias acts: A − I = a channel swap minus I, b = 0.1 everywhere.
     swap_minus_identity = torch.tensor([[-1.0, 1, 0], [1, -1, 0], [0, 0, 0]])
     with torch.no_grad():
         output.project.bias.copy_(torch.cat([swap_minus_identity.flatten(), torch.full((3,), 0.1)]))
     image = torch.rand(1, 3, 4, 4)
     expected = image[:, [1, 0, 2]] + 0.1
     torch.testing.assert_close(output(torch.zeros(1, 1, 4, 4), image), expected)
+
+
+def test_decoder_noise_keeps_a_bf16_activation_in_bf16():
+    # A float32 noise scale once promoted every bf16 decoder activation to float32 (elementwise ops
+    # are not autocast), which made bf16 applying several times slower.
+    injection = NoiseInjection(channels=4)
+    with torch.no_grad():
+        injection.weight.fill_(0.5)
+    x = torch.zeros(2, 4, 8, 8, dtype=torch.bfloat16)
+    noised_x = injection(x, torch.Generator().manual_seed(0))
+    assert noised_x.dtype == torch.bfloat16 and noised_x.abs().sum() > 0
 
 
 def test_the_latent_has_unit_scale_per_image_whatever_the_encoder_weights():
