@@ -22,6 +22,7 @@ docs/scale-out.md):
   checkpoint exists starts from step 0 with a logged warning, so a command line with `--resume`
   can always be re-run as is. A checkpoint whose fingerprint (model shape, data, seed) differs
   from this run is refused with an `AnalogizeError`; the step count may differ;
+- layout: a task may ask for its modules and its batches' images in channels-last memory;
 - EMA: an exponential moving average of chosen modules (`torch.optim.swa_utils.AveragedModel`);
 - log: one entry per step (each loss averaged over the step's batches, each optimizer's learning
   rate, samples/s over all processes, seconds) to `run_dir/losses.csv` or, with
@@ -55,7 +56,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedDataParallelKwargs, DistributedType, broadcast, find_batch_size, send_to_device, set_seed
+from accelerate.utils import (DistributedDataParallelKwargs, DistributedType, broadcast, find_batch_size,
+                               recursively_apply, send_to_device, set_seed)
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -148,7 +150,10 @@ class TrainingTask(Protocol):
         """One batch (tensors, or tuples/dicts of them) drawn from `rng` alone."""
 
     # Optional: `find_unused_parameters = True` when a step's backward passes leave some trainable
-    # weights without gradients (distributed training must then look for them).
+    # weights without gradients (distributed training must then look for them); `channels_last =
+    # True` to train the modules and the batch's images in channels-last memory, the layout
+    # convolutions run fastest in (oneDNN's on a CPU, cuDNN's on tensor cores; measured per method
+    # in BENCHMARKS.md, so a task opts in).
 
     def training_step(self, batch: Any, accelerator: Accelerator) -> dict[str, float]:
         """Learn from `batch` (already on the device): `accelerator.backward`, then step the
@@ -200,6 +205,10 @@ def run_training(
     check_data_parallel(accelerator)
     accelerator.register_save_state_pre_hook(drop_frozen_weights)
     set_seed(settings.seed, device_specific=True)
+    channels_last = getattr(task, "channels_last", False)
+    if channels_last:
+        for module in task.modules.values():
+            module.to(memory_format=torch.channels_last)
     # Averaged copies are made before `prepare`, which may patch `forward` for mixed precision.
     ema = {
         name: AveragedModel(
@@ -230,6 +239,8 @@ def run_training(
             for index in range(settings.gradient_accumulation_steps):
                 rng = np.random.default_rng([settings.seed, step, accelerator.process_index, index])
                 batch = send_to_device(task.batch(rng), accelerator.device)
+                if channels_last:
+                    batch = images_channels_last(batch)
                 # Optimizers step (and processes sync gradients) only in the last batch of a step.
                 with accelerator.accumulate(*task.modules.values()):
                     batch_losses.append(task.training_step(batch, accelerator))
@@ -275,6 +286,12 @@ def run_training(
         losses=history,
         ema={name: averaged.module for name, averaged in ema.items()},
     )
+
+
+def images_channels_last(batch: Any) -> Any:
+    """Every 4-D tensor of a batch (the images, (N, C, H, W)) in channels-last memory, like the modules."""
+    return recursively_apply(
+        lambda tensor: tensor.contiguous(memory_format=torch.channels_last) if tensor.ndim == 4 else tensor, batch)
 
 
 def make_accelerator(settings: LoopSettings, run_dir: Path | None, find_unused_parameters: bool = False) -> Accelerator:

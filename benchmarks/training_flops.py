@@ -11,7 +11,8 @@ baseline) uses, and where fewshot's FLOPs go.
    batch of the `cpu` preset, and how fewshot's forward pass splits over its parts (VAE, M_x,
    M_e, M_y).
 3. The step's time: the mean over `--steps` steps after two warm-up steps, in the preset's
-   precision (bf16 autocast). Utilisation = FLOPs / time / peak.
+   precision (bf16 autocast) and the training loop's channels-last layout.
+   Utilisation = FLOPs / time / peak.
 
 Counted FLOPs are those of matrix products and convolutions (2 per multiply-add); elementwise work,
 normalisation, the FFT loss and data loading count as zero, so a low figure also says how much of
@@ -37,6 +38,7 @@ from analogize.bench.runner import parse_variant, split_methods  # noqa: E402
 from analogize.methods.fewshot.train import FewShotTask  # noqa: E402
 from analogize.methods.unet import UNetTask  # noqa: E402
 from analogize.pairs import Pair, PairSet  # noqa: E402
+from analogize.training import images_channels_last  # noqa: E402
 
 # Module paths below the model (as FlopCounterMode names them) -> the part they belong to.
 FEWSHOT_PARTS = {"vae.encoder": "VAE encoder", "vae.decoder": "VAE decoder", "flow": "M_x", "condition": "M_e",
@@ -100,8 +102,8 @@ def forward_parts(task, batch) -> dict[str, float]:
 def step_seconds(task, rng: np.random.Generator, steps: int) -> float:
     for warm_up in range(2):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            task.training_step(task.batch(rng), Accelerated())
-    batches = [task.batch(rng) for _ in range(steps)]
+            task.training_step(images_channels_last(task.batch(rng)), Accelerated())
+    batches = [images_channels_last(task.batch(rng)) for _ in range(steps)]
     start = time.perf_counter()
     for batch in batches:
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -130,7 +132,9 @@ def main() -> None:
         config = variant.method.make_config("cpu", **variant.overrides)
         torch.manual_seed(0)
         task = tasks[variant.method.name](pairs, config)
-        batch = task.batch(rng)
+        for module in task.modules.values():  # the layout run_training trains in
+            module.to(memory_format=torch.channels_last)
+        batch = images_channels_last(task.batch(rng))
         flops = step_flops(task, batch)
         seconds = step_seconds(task, rng, args.steps)
         parts = forward_parts(task, batch) if variant.method.name == "fewshot" else {}

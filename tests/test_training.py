@@ -70,6 +70,39 @@ def test_training_lowers_the_loss_and_returns_plain_modules():
     assert type(task.optimizers["model"]) is torch.optim.Adam
 
 
+class ConvolutionTask:
+    """One 3×3 convolution learning to copy its input; records the layout each batch arrives in."""
+
+    channels_last = True
+
+    def __init__(self):
+        torch.manual_seed(0)
+        model = nn.Conv2d(3, 3, 3, padding=1)
+        self.modules = {"model": model}
+        self.optimizers = {"model": torch.optim.Adam(model.parameters(), lr=0.01)}
+        self.fingerprint = {}
+        self.layouts: list[bool] = []
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        images = torch.from_numpy(rng.random((2, 3, 8, 8), dtype=np.float32))
+        return {"images": images}
+
+    def training_step(self, batch, accelerator) -> dict[str, float]:
+        images = batch["images"]
+        self.layouts.append(images.is_contiguous(memory_format=torch.channels_last))
+        loss = F.l1_loss(self.modules["model"](images), images)
+        accelerator.backward(loss)
+        self.optimizers["model"].step()
+        return {"l1": loss.item()}
+
+
+def test_a_task_that_asks_for_channels_last_trains_in_it():
+    task = ConvolutionTask()
+    run_training(task, settings(3))
+    assert task.layouts == [True, True, True]
+    assert task.modules["model"].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_checkpoints_are_written_atomically_and_pruned(tmp_path):
     run_training(LinearRegressionTask(), settings(10, checkpoint_every=3, keep_checkpoints=2), run_dir=tmp_path)
     checkpoints = tmp_path / "checkpoints"

@@ -140,6 +140,8 @@ class UNet(nn.Module):
 class UNetTask:
     """The network, one AdamW, and one L1 step."""
 
+    channels_last = True  # faster convolutions (training.py)
+
     def __init__(self, pairs: PairSet, config: UNetConfig):
         self.pairs = pairs
         self.config = config
@@ -170,7 +172,7 @@ class UNetEdit(Edit):
 
     def __init__(self, config: UNetConfig, network: UNet):
         super().__init__(config)
-        self.network = network.eval()
+        self.network = network.eval().to(memory_format=torch.channels_last)  # as trained: faster convolutions
 
     def edit(self, image: np.ndarray, *, seed: int) -> np.ndarray:
         device = next(self.network.parameters()).device

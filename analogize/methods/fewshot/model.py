@@ -24,6 +24,7 @@ Images are (N, 3, H, W) in [-1, 1] throughout.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -439,6 +440,7 @@ class FewShotModel(nn.Module):
         condition_patch = config.latent_downsampling * config.patch_size // config.flow_downsampling
         self.use_query, self.use_flow_color = config.use_query, config.use_flow_color
         self.reconstructs = config.vae_weight > 0  # a loss weighted 0 is not worth a decoder pass
+        self.trains_through_y_j = self.reconstructs or config.kl_weight > 0
         self.vae = VAE(config)
         self.flow = FlowColorNet(config.flow_width, config.flow_downsampling)
         self.condition = ConditionEncoder(condition_patch, config.transformer_width, config.heads, grid)
@@ -455,12 +457,14 @@ class FewShotModel(nn.Module):
         flow_color = self.flow(x_i, x_j)  # (N, 4, S/f, S/f)
         condition = self.condition_tokens(flow_color)  # (N, T, D)
 
-        # One encoder pass for the three images that need it.
-        means, log_variances, skips = self.vae.encoder(torch.cat([y_i, x_j, y_j]),
-                                                       torch.cat([position_i, position_j, position_j]))
-        mean_y_i, mean_x_j, mean_y_j = means.split(n)
-        log_variance_y_j = log_variances[2 * n:]
-        query_skips = [features[n:2 * n] for features in skips]  # the decoder always sees x_j's details
+        # Separate encoder passes: slicing x_j's skips out of one batched pass left full-resolution
+        # zero gradients for the other images' skips to fill and add, a fifth of a step.
+        mean_x_j, _, query_skips = self.vae.encoder(x_j, position_j)  # the decoder always sees x_j's details
+        mean_y_i, _, _ = self.vae.encoder(y_i, position_i)
+        # y_j's latent is only a target (the latent loss detaches it) unless the VAE's own losses
+        # train the encoder through it; otherwise its backward pass would be spent for nothing.
+        with contextlib.nullcontext() if self.trains_through_y_j else torch.no_grad():
+            mean_y_j, log_variance_y_j, _ = self.vae.encoder(y_j, position_j)
         predicted = self.denoiser(noised(mean_y_i, sigma, noise), sigma, self.query_latent(mean_x_j), condition)
 
         # One decoder pass for the prediction and (when its loss counts) the VAE's own reconstruction of y_j.
