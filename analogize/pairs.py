@@ -271,3 +271,20 @@ def sample_crop_batch(
     ]
     befores, afters, positions = zip(*crops)
     return np.stack(befores), np.stack(afters), np.stack(positions)
+
+
+def sample_colors(pairs: PairSet, max_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(before, after) colours, each (P, 3), from every pixel of every pair, or from a seeded
+    random subset of about `max_samples` that keeps each pair's share of pixels."""
+    total = sum(pair.before.shape[0] * pair.before.shape[1] for pair in pairs)
+    keep_fraction = min(1.0, max_samples / total)
+    rng = np.random.default_rng(seed)
+    befores, afters = [], []
+    for pair in pairs:
+        before, after = pair.before.reshape(-1, 3), pair.after.reshape(-1, 3)
+        if keep_fraction < 1.0:
+            keep = rng.random(len(before)) < keep_fraction
+            before, after = before[keep], after[keep]
+        befores.append(before)
+        afters.append(after)
+    return np.concatenate(befores), np.concatenate(afters)

@@ -14,7 +14,8 @@ from analogize.methods import get_method
 from analogize.methods.fewshot import FewShotEdit, reference_pairs
 from analogize.methods.fewshot import sample as sample_module
 from analogize.methods.fewshot.model import AffineColorOutput, FewShotModel, NoiseInjection, transform, warp
-from analogize.methods.fewshot.train import FewShotTask, compute_losses, draw_batch, pair_indices, train
+from analogize.methods.fewshot.train import (FewShotTask, compute_losses, draw_batch, fit_color_transform, pair_indices,
+                                             train)
 from analogize.data.edits import get_edit
 from analogize.images import resize
 from analogize.pairs import Augmentation, Pair, PairSet
@@ -87,6 +88,48 @@ def test_the_affine_output_applies_a_colour_matrix_and_a_bias_per_pixel():
     image = torch.rand(1, 3, 4, 4)
     expected = image[:, [1, 0, 2]] + 0.1
     torch.testing.assert_close(output(torch.zeros(1, 1, 4, 4), image), expected)
+
+
+def test_without_a_per_pixel_matrix_the_output_is_the_global_transform_plus_a_residual():
+    output = AffineColorOutput(channels=1, per_pixel_matrix=False)
+    assert output.project.out_channels == 3  # a bias per pixel, nothing else
+    torch.nn.init.zeros_(output.project.weight)
+    with torch.no_grad():
+        output.base.copy_(torch.cat([torch.eye(3)[[2, 0, 1]], torch.full((3, 1), -0.5)], dim=1))
+        output.project.bias.copy_(torch.tensor([0.1, 0.2, 0.3]))
+    image = torch.rand(1, 3, 4, 4)
+    expected = image[:, [2, 0, 1]] - 0.5 + torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)
+    torch.testing.assert_close(output(torch.zeros(1, 1, 4, 4), image), expected)
+
+
+def test_the_fitted_colour_transform_recovers_an_affine_colour_map():
+    before = np.random.default_rng(0).uniform(-1, 1, size=(500, 3)).astype(np.float32)
+    matrix = np.array([[0.5, 0.2, 0.0], [0.0, -1.0, 0.3], [0.1, 0.1, 0.1]], dtype=np.float32)
+    bias = np.array([0.1, -0.2, 0.3], dtype=np.float32)
+    fitted = fit_color_transform(before, before @ matrix.T + bias)
+    torch.testing.assert_close(fitted, torch.from_numpy(np.concatenate([matrix, bias[:, None]], axis=1)))
+
+
+def test_the_affine_output_starts_at_the_pairs_colour_transform(inverted_pairs):
+    # The pairs invert every colour: y = 1 − x, in the model's range y = −x, so [A₀ | b₀] = [−I | 0]
+    # and the untrained decoder already returns the negated query.
+    model = FewShotTask(inverted_pairs, tiny_config(affine_output=True)).modules["model"]
+    torch.testing.assert_close(model.vae.decoder.to_image.base, torch.cat([-torch.eye(3), torch.zeros(3, 1)], 1),
+                               atol=1e-4, rtol=0)
+    query = torch.rand(2, 3, 32, 32) * 2 - 1
+    _, _, skips = model.vae.encoder(query, torch.zeros(2, 2, 32, 32))
+    torch.testing.assert_close(model.vae.decoder(torch.randn(2, 4, 8, 8), skips, query), -query, atol=1e-4, rtol=0)
+    identity_start = FewShotTask(inverted_pairs, tiny_config(affine_output=True, affine_start="identity"))
+    torch.testing.assert_close(identity_start.modules["model"].vae.decoder.to_image.base, torch.eye(3, 4))
+
+
+def test_an_affine_edit_file_without_a_fitted_start_loads_with_the_identity(inverted_pairs):
+    # Edit files learned before the fitted start existed hold no `base`; they started at the identity.
+    config = tiny_config(affine_output=True)
+    tensors = untrained_edit(inverted_pairs, config).state_dict()
+    del tensors["model.vae.decoder.to_image.base"]
+    loaded = FewShotEdit.from_state_dict(tensors, config)
+    torch.testing.assert_close(loaded.model.vae.decoder.to_image.base, torch.eye(3, 4))
 
 
 def test_decoder_noise_keeps_a_bf16_activation_in_bf16():

@@ -36,7 +36,7 @@ import torch
 
 from ..atomic import write_text_atomic
 from ..errors import AnalogizeError
-from ..pairs import PairSet
+from ..pairs import PairSet, sample_colors
 from .base import Edit, Method, MethodConfig
 
 # A direct solve at 33³ already takes tens of seconds and a GB of fill-in; past that it is minutes.
@@ -128,23 +128,6 @@ class ColorMap(Method):
         before, after = sample_colors(pairs, config.max_samples, config.seed)
         lut = solve_lut(before, after, config)
         return ColorMapEdit(config, lut), 0  # a direct solve takes no iterative steps
-
-
-def sample_colors(pairs: PairSet, max_samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(before, after) colours, each (P, 3), from every pixel of every pair, or from a seeded
-    random subset of about `max_samples` that keeps each pair's share of pixels."""
-    total = sum(pair.before.shape[0] * pair.before.shape[1] for pair in pairs)
-    keep_fraction = min(1.0, max_samples / total)
-    rng = np.random.default_rng(seed)
-    befores, afters = [], []
-    for pair in pairs:
-        before, after = pair.before.reshape(-1, 3), pair.after.reshape(-1, 3)
-        if keep_fraction < 1.0:
-            keep = rng.random(len(before)) < keep_fraction
-            before, after = before[keep], after[keep]
-        befores.append(before)
-        afters.append(after)
-    return np.concatenate(befores), np.concatenate(afters)
 
 
 def solve_lut(before: np.ndarray, after: np.ndarray, config: ColorMapConfig) -> np.ndarray:

@@ -89,7 +89,11 @@ class FewShotEdit(Edit):
     def from_state_dict(cls, tensors: dict[str, torch.Tensor], config: MethodConfig) -> "FewShotEdit":
         model = FewShotModel(config)
         prefix = "model."
-        model.load_state_dict({name[len(prefix):]: tensor for name, tensor in tensors.items() if name.startswith(prefix)})
+        state = {name[len(prefix):]: tensor for name, tensor in tensors.items() if name.startswith(prefix)}
+        if config.affine_output:
+            # Files from before the fitted start have no base: theirs was the identity.
+            state.setdefault("vae.decoder.to_image.base", torch.eye(3, 4))
+        model.load_state_dict(state)
         before = tensors["references.before"]
         # Files from before frame positions existed have none; their models never read them.
         position = tensors.get("references.position", torch.zeros(before.shape[0], 2, *before.shape[2:]))

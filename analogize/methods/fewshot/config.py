@@ -86,8 +86,16 @@ class FewShotConfig(TrainableConfig):
     detail is made, at full resolution."""
     affine_output: bool = False
     """The decoder's last layer predicts a 3×3 colour matrix and a bias per pixel, applied to the
-    query x_j (starting at the identity), instead of the image itself: a filter that changes little
-    is learned as a correction. Ours, not the paper's (measured in docs/methods/fewshot.md)."""
+    query x_j (starting at `affine_start`), instead of the image itself: what differs from one
+    global colour transform is learned as a per-pixel correction. Ours, not the paper's
+    (measured in docs/methods/fewshot.md)."""
+    per_pixel_matrix: bool = True
+    """With `affine_output`, predict the 3×3 colour matrix per pixel as well as the bias; off, the
+    matrix is the global one of `affine_start` and only the bias varies (a residual output)."""
+    affine_start: str = "fitted"
+    """Where the affine output starts: "fitted", the least-squares global colour transform of the
+    pairs (a relief starts from flat grey, a detail filter from the photo), or "identity", the
+    query unchanged."""
     flow_width: int = 64
     """Channels of M_x, the network that predicts [F, C] from (x_i, x_j)."""
     flow_downsampling: int = 2
@@ -189,5 +197,7 @@ class FewShotConfig(TrainableConfig):
             problems.append(f"start_noise {self.start_noise} is outside (0, 1]")
         if not 0 <= self.tile_overlap < self.crop_size // 2 + 1:
             problems.append(f"tile_overlap {self.tile_overlap} must lie in [0, crop_size / 2]")
+        if self.affine_start not in ("fitted", "identity"):
+            problems.append(f"affine_start {self.affine_start!r} is neither 'fitted' nor 'identity'")
         if problems:
             raise AnalogizeError(f"fewshot: {'; '.join(problems)}; change the setting(s)")

@@ -138,23 +138,33 @@ class DecoderLevel(nn.Module):
 
 
 class AffineColorOutput(nn.Module):
-    """ŷ = A·x + b at every pixel: decoder features (N, C, H, W) give a 3×3 colour matrix A and a
-    bias b per pixel, applied to the query image x (N, 3, H, W). Gharbi et al.'s local affine
-    colour transforms (HDRNet, 2017), predicted here at full resolution. The projection starts at
-    zero, so the untrained decoder returns the query itself: a filter that changes little (detail
-    enhancement, smoothing, a grade) is learned as a correction, not painted anew, while one that
-    replaces the photo (a relief, a drawing) sets A to 0 and paints b."""
+    """ŷ = A·x + b at every pixel: decoder features (N, C, H, W) give a bias b and (with
+    `per_pixel_matrix`) a 3×3 colour matrix A per pixel, applied to the query image x (N, 3, H, W).
+    Gharbi et al.'s local affine colour transforms (HDRNet, 2017), predicted here at full
+    resolution. The features give only a correction to `base`, one global transform [A₀ | b₀]
+    (3, 4), and the projection starts at zero, so the untrained decoder returns A₀·x + b₀.
+    Training sets `base` to the pairs' least-squares colour transform (train.fit_color_transform):
+    a filter that keeps the photo and changes it a little (detail, smoothing, a grade) starts near
+    the identity, one that replaces it (a relief, a drawing) near a flat grey, and only what
+    differs pixel by pixel is learned. Without a fit `base` is the identity. Without
+    `per_pixel_matrix` A = A₀ everywhere and only b varies: a U-Net's residual output, around a
+    global colour transform instead of the identity."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, per_pixel_matrix: bool = True):
         super().__init__()
-        self.project = nn.Conv2d(channels, 12, 3, 1, 1)
+        self.per_pixel_matrix = per_pixel_matrix
+        self.project = nn.Conv2d(channels, 12 if per_pixel_matrix else 3, 3, 1, 1)  # [A − A₀ | b − b₀]
+        self.register_buffer("base", torch.eye(3, 4))  # [A₀ | b₀]
 
     def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        coefficients = self.project(features)  # (N, 12, H, W)
-        matrix = coefficients[:, :9].unflatten(1, (3, 3))  # (N, 3, 3, H, W): A − I
-        bias = coefficients[:, 9:]  # (N, 3, H, W)
+        coefficients = self.project(features)  # (N, 12 or 3, H, W)
+        base = self.base.to(coefficients.dtype)
+        matrix = base[:, :3, None, None]  # (3, 3, 1, 1)
+        if self.per_pixel_matrix:
+            matrix = matrix + coefficients[:, :9].unflatten(1, (3, 3))  # (N, 3, 3, H, W)
+        bias = base[:, 3, None, None] + coefficients[:, -3:]  # (N, 3, H, W)
         image = image.to(coefficients.dtype)
-        return image + (matrix * image.unsqueeze(1)).sum(dim=2) + bias  # Σ_j (A − I)_ij x_j: (N, 3, H, W)
+        return (matrix * image.unsqueeze(1)).sum(dim=2) + bias  # Σ_j A_ij x_j + b_i: (N, 3, H, W)
 
 
 class Decoder(nn.Module):
@@ -163,7 +173,7 @@ class Decoder(nn.Module):
     the query (AffineColorOutput) instead of the image."""
 
     def __init__(self, width: int, levels: int, latent_channels: int, *, skips: bool, noise: bool,
-                 convolutions: int = 1, affine_output: bool = False):
+                 convolutions: int = 1, affine_output: bool = False, per_pixel_matrix: bool = True):
         super().__init__()
         channels = level_channels(width, levels)
         self.skips = skips
@@ -172,7 +182,8 @@ class Decoder(nn.Module):
             DecoderLevel(channels[level + 1], channels[level], skip=skips, noise=noise, convolutions=convolutions)
             for level in reversed(range(levels))
         )
-        self.to_image = AffineColorOutput(channels[0]) if affine_output else nn.Conv2d(channels[0], 3, 3, 1, 1)
+        self.to_image = (AffineColorOutput(channels[0], per_pixel_matrix) if affine_output
+                         else nn.Conv2d(channels[0], 3, 3, 1, 1))
 
     def forward(self, latent: torch.Tensor, skips: list[torch.Tensor], query: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -192,7 +203,8 @@ class VAE(nn.Module):
                                position_channels=2 if config.frame_position else 0)
         self.decoder = Decoder(config.vae_width, levels, config.latent_channels,
                                skips=config.vae_skips, noise=config.decoder_noise,
-                               convolutions=config.decoder_convolutions, affine_output=config.affine_output)
+                               convolutions=config.decoder_convolutions, affine_output=config.affine_output,
+                               per_pixel_matrix=config.per_pixel_matrix)
 
 
 # --- M_x: flow and colour from (x_i, x_j) ---------------------------------------------------------

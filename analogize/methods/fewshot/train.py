@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from torch import nn
 
-from ...pairs import Augmentation, PairSet, sample_positioned_crop_pair
+from ...pairs import Augmentation, PairSet, sample_colors, sample_positioned_crop_pair
 from ...training import TrainingResult, run_training
 from ..base import channels_first, to_model_range
 from .config import FewShotConfig
@@ -33,6 +33,11 @@ from .model import FewShotModel
 MAX_GRADIENT_NORM = 1.0
 """Gradients are clipped to this norm, the usual guard against the loss spikes of transformers
 trained from scratch (a spike would stay in the EMA for many steps). Not tuned."""
+
+
+COLOR_FIT_SAMPLES = 200_000
+"""Pixels (drawn from all pairs) the affine output's starting colour transform is fitted to: 12
+unknowns, so far more than enough, in well under a second."""
 
 
 def pair_indices(count: int, batch_size: int, rng: np.random.Generator, n_to_n: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +74,14 @@ def draw_batch(pairs: PairSet, config: FewShotConfig, rng: np.random.Generator,
     }
 
 
+def fit_color_transform(before: np.ndarray, after: np.ndarray) -> torch.Tensor:
+    """The affine colour transform [A | b] (3, 4) that maps `before` colours (P, 3) to `after`
+    colours (P, 3), both in [-1, 1], with the least squared error."""
+    design = np.concatenate([before, np.ones((len(before), 1), before.dtype)], axis=1)  # (P, 4)
+    solution, *_ = np.linalg.lstsq(design.astype(np.float64), after.astype(np.float64), rcond=None)  # (4, 3)
+    return torch.from_numpy(solution.T.astype(np.float32))
+
+
 def focal_frequency_loss(prediction: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
     """Focal frequency loss (Jiang et al. 2021): the squared distance of the 2-D spectra, each
     frequency weighted by |difference|^α scaled to [0, 1] per image and channel, with no gradient
@@ -95,6 +108,9 @@ class FewShotTask:
         self.config = config
         self.augmentation = Augmentation(flip=config.flip, affine=config.affine, color_jitter=config.color_jitter)
         model = FewShotModel(config)
+        if config.affine_output and config.affine_start == "fitted":
+            before, after = sample_colors(pairs, COLOR_FIT_SAMPLES, config.seed)
+            model.vae.decoder.to_image.base.copy_(fit_color_transform(before * 2 - 1, after * 2 - 1))
         self.modules: dict[str, nn.Module] = {"model": model}
         self.optimizers = {"model": torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                                       weight_decay=0.0)}
