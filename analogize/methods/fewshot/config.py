@@ -25,15 +25,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # This 2-core machine: 128 px crops (the benchmark's image size, so spatial edits see the whole
     # frame), 64 tokens. The VAE's image path carries the quality (M_y's latent barely reaches
     # the result at this scale), so it gets the width, a second convolution per decoder level and
-    # the affine output; the VAE's own reconstruction, a second decoder pass over the same skips,
-    # is dropped for more steps in the same time. bf16 autocast about halves a step on CPUs with
-    # AVX512-BF16 or AMX; on other CPUs set mixed_precision="no" (the training loop warns).
-    # Measurements: docs/methods/fewshot.md.
+    # a residual output around the pairs' global colour transform; the VAE's own reconstruction, a
+    # second decoder pass over the same skips, is dropped for more steps in the same time. bf16
+    # autocast about halves a step on CPUs with AVX512-BF16 or AMX; on other CPUs set
+    # mixed_precision="no" (the training loop warns). Measurements: docs/methods/fewshot.md.
     "cpu": dict(
         crop_size=128, latent_downsampling=8, latent_channels=8, vae_width=32, flow_width=16, flow_downsampling=4,
-        patch_size=2, transformer_width=192, transformer_depth=4, heads=4, steps=750, batch_size=4,
-        learning_rate=5e-4, ema_decay=0.99, checkpoint_every=250, mixed_precision="bf16", frame_position=True,
-        affine_output=True, decoder_convolutions=2, vae_weight=0.0,
+        patch_size=2, transformer_width=192, transformer_depth=4, heads=4, steps=1200, batch_size=4,
+        learning_rate=5e-4, ema_decay=0.99, checkpoint_every=300, mixed_precision="bf16", frame_position=True,
+        affine_output=True, per_pixel_matrix=False, decoder_convolutions=2, vae_weight=0.0,
     ),
     # One GPU, the paper's 256 px setting.
     "gpu-256": dict(
