@@ -85,10 +85,9 @@ class FewShotConfig(TrainableConfig):
     """3×3 convolutions at each decoder level after the skip is merged: where a local filter's
     detail is made, at full resolution."""
     affine_output: bool = False
-    """The decoder's last layer predicts a 3×3 colour matrix and a bias per pixel, applied to the
-    query x_j (starting at `affine_start`), instead of the image itself: what differs from one
-    global colour transform is learned as a per-pixel correction. Ours, not the paper's
-    (measured in docs/methods/fewshot.md)."""
+    """The decoder's last layer predicts, instead of the image itself, a per-pixel correction (a
+    bias, and with `per_pixel_matrix` a 3×3 colour matrix) to one global colour transform of the
+    query x_j (`affine_start`). Ours, not the paper's (measured in docs/methods/fewshot.md)."""
     per_pixel_matrix: bool = True
     """With `affine_output`, predict the 3×3 colour matrix per pixel as well as the bias; off, the
     matrix is the global one of `affine_start` and only the bias varies (a residual output)."""
