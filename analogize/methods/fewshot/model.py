@@ -470,7 +470,7 @@ class FewShotModel(nn.Module):
         condition = self.condition_tokens(flow_color)  # (N, T, D)
 
         # Separate encoder passes: slicing x_j's skips out of one batched pass left full-resolution
-        # zero gradients for the other images' skips to fill and add, a fifth of a step.
+        # zero gradients for the other images' skips to fill and add (docs/methods/fewshot.md).
         mean_x_j, _, query_skips = self.vae.encoder(x_j, position_j)  # the decoder always sees x_j's details
         mean_y_i, _, _ = self.vae.encoder(y_i, position_i)
         # y_j's latent is only a target (the latent loss detaches it) unless the VAE's own losses
