@@ -205,10 +205,7 @@ def run_training(
     check_data_parallel(accelerator)
     accelerator.register_save_state_pre_hook(drop_frozen_weights)
     set_seed(settings.seed, device_specific=True)
-    channels_last = getattr(task, "channels_last", False)
-    if channels_last:
-        for module in task.modules.values():
-            module.to(memory_format=torch.channels_last)
+    channels_last = move_to_task_layout(task)
     # Averaged copies are made before `prepare`, which may patch `forward` for mixed precision.
     ema = {
         name: AveragedModel(
@@ -286,6 +283,16 @@ def run_training(
         losses=history,
         ema={name: averaged.module for name, averaged in ema.items()},
     )
+
+
+def move_to_task_layout(task: TrainingTask) -> bool:
+    """Move the task's modules to channels-last memory if it asks for that (`channels_last`);
+    returns whether it did, so that its batches follow (`images_channels_last`)."""
+    channels_last = getattr(task, "channels_last", False)
+    if channels_last:
+        for module in task.modules.values():
+            module.to(memory_format=torch.channels_last)
+    return channels_last
 
 
 def images_channels_last(batch: Any) -> Any:

@@ -38,7 +38,7 @@ from analogize.bench.runner import parse_variant, split_methods  # noqa: E402
 from analogize.methods.fewshot.train import FewShotTask  # noqa: E402
 from analogize.methods.unet import UNetTask  # noqa: E402
 from analogize.pairs import Pair, PairSet  # noqa: E402
-from analogize.training import images_channels_last  # noqa: E402
+from analogize.training import images_channels_last, move_to_task_layout  # noqa: E402
 
 # Module paths below the model (as FlopCounterMode names them) -> the part they belong to.
 FEWSHOT_PARTS = {"vae.encoder": "VAE encoder", "vae.decoder": "VAE decoder", "flow": "M_x", "condition": "M_e",
@@ -132,8 +132,7 @@ def main() -> None:
         config = variant.method.make_config("cpu", **variant.overrides)
         torch.manual_seed(0)
         task = tasks[variant.method.name](pairs, config)
-        for module in task.modules.values():  # the layout run_training trains in
-            module.to(memory_format=torch.channels_last)
+        move_to_task_layout(task)  # both tasks ask for channels-last: their batches follow
         batch = images_channels_last(task.batch(rng))
         flops = step_flops(task, batch)
         seconds = step_seconds(task, rng, args.steps)

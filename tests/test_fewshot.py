@@ -70,6 +70,17 @@ def test_without_the_vae_loss_the_reconstruction_is_not_decoded(inverted_pairs):
     assert compute_losses(outputs, batch, config)["vae"] == 0.0
 
 
+@pytest.mark.parametrize("overrides, trains_through_y_j", [
+    (dict(vae_weight=0.0, kl_weight=0.0), False), (dict(vae_weight=0.0, kl_weight=1e-3), True), (dict(), True)])
+def test_y_j_is_encoded_with_gradient_only_when_a_vae_loss_uses_it(inverted_pairs, overrides, trains_through_y_j):
+    config = tiny_config(**overrides)
+    batch = draw_batch(inverted_pairs, config, np.random.default_rng(0), Augmentation())
+    outputs = FewShotModel(config)(batch["x_i"], batch["y_i"], batch["x_j"], batch["y_j"], batch["sigma"],
+                                   batch["noise"], batch["position_i"], batch["position_j"])
+    assert outputs["mean_y_j"].requires_grad == trains_through_y_j
+    assert outputs["edited"].requires_grad
+
+
 def test_an_untrained_affine_decoder_returns_the_query():
     model = FewShotModel(tiny_config(affine_output=True))
     query = torch.rand(2, 3, 32, 32) * 2 - 1
