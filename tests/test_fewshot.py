@@ -13,6 +13,7 @@ from analogize.errors import AnalogizeError
 from analogize.methods import get_method
 from analogize.methods.fewshot import FewShotEdit, reference_pairs
 from analogize.methods.fewshot import sample as sample_module
+from analogize.methods.fewshot.config import FewShotConfig
 from analogize.methods.fewshot.model import AffineColorOutput, FewShotModel, NoiseInjection, transform, warp
 from analogize.methods.fewshot.train import (FewShotTask, compute_losses, draw_batch, fit_color_transform, pair_indices,
                                              train)
@@ -111,6 +112,23 @@ def test_without_a_per_pixel_matrix_the_output_is_the_global_transform_plus_a_re
     image = torch.rand(1, 3, 4, 4)
     expected = image[:, [2, 0, 1]] - 0.5 + torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)
     torch.testing.assert_close(output(torch.zeros(1, 1, 4, 4), image), expected)
+
+
+def test_a_per_pixel_gain_scales_the_global_transform_before_the_residual_is_added():
+    output = AffineColorOutput(channels=1, per_pixel_matrix=False, per_pixel_gain=True)
+    assert output.project.out_channels == 4  # a gain and a bias per pixel
+    torch.nn.init.zeros_(output.project.weight)
+    with torch.no_grad():
+        output.base.copy_(torch.cat([0.5 * torch.eye(3), torch.full((3, 1), 0.2)], dim=1))
+        output.project.bias.copy_(torch.tensor([-0.75, 0.1, 0.2, 0.3]))  # g = −0.75: a quarter is left
+    image = torch.rand(1, 3, 4, 4)
+    expected = 0.25 * (0.5 * image + 0.2) + torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)
+    torch.testing.assert_close(output(torch.zeros(1, 1, 4, 4), image), expected)
+
+
+def test_a_per_pixel_gain_with_a_per_pixel_matrix_is_refused():
+    with pytest.raises(AnalogizeError, match="per_pixel_gain needs per_pixel_matrix off"):
+        FewShotConfig(affine_output=True, per_pixel_matrix=True, per_pixel_gain=True)
 
 
 def test_the_fitted_colour_transform_recovers_an_affine_colour_map():

@@ -33,7 +33,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         crop_size=128, latent_downsampling=8, latent_channels=8, vae_width=32, flow_width=16, flow_downsampling=4,
         patch_size=2, transformer_width=192, transformer_depth=4, heads=4, steps=1200, batch_size=4,
         learning_rate=5e-4, ema_decay=0.99, checkpoint_every=300, mixed_precision="bf16", frame_position=True,
-        affine_output=True, per_pixel_matrix=False, decoder_convolutions=2, vae_weight=0.0,
+        affine_output=True, per_pixel_matrix=False, per_pixel_gain=True, decoder_convolutions=2, vae_weight=0.0,
     ),
     # One GPU, the paper's 256 px setting.
     "gpu-256": dict(
@@ -91,6 +91,10 @@ class FewShotConfig(TrainableConfig):
     per_pixel_matrix: bool = True
     """With `affine_output`, predict the 3×3 colour matrix per pixel as well as the bias; off, the
     matrix is the global one of `affine_start` and only the bias varies (a residual output)."""
+    per_pixel_gain: bool = False
+    """With `affine_output` and a global matrix, also predict a gain g per pixel: ŷ = (1 + g)·(A₀x + b₀)
+    + r. One channel that draws what varies multiplicatively over the frame (a vignette's
+    darkening, a flat region's lost texture at g = −1) without a per-pixel matrix."""
     affine_start: str = "fitted"
     """Where the affine output starts: "fitted", the least-squares global colour transform of the
     pairs (a relief starts from flat grey, a detail filter from the photo), or "identity", the
@@ -198,5 +202,7 @@ class FewShotConfig(TrainableConfig):
             problems.append(f"tile_overlap {self.tile_overlap} must lie in [0, crop_size / 2]")
         if self.affine_start not in ("fitted", "identity"):
             problems.append(f"affine_start {self.affine_start!r} is neither 'fitted' nor 'identity'")
+        if self.per_pixel_gain and self.per_pixel_matrix:
+            problems.append("per_pixel_gain needs per_pixel_matrix off (a per-pixel matrix already holds a gain)")
         if problems:
             raise AnalogizeError(f"fewshot: {'; '.join(problems)}; change the setting(s)")

@@ -150,21 +150,25 @@ class AffineColorOutput(nn.Module):
     `per_pixel_matrix` A = A₀ everywhere and only b varies: a U-Net's residual output, around a
     global colour transform instead of the identity."""
 
-    def __init__(self, channels: int, per_pixel_matrix: bool = True):
+    def __init__(self, channels: int, per_pixel_matrix: bool = True, per_pixel_gain: bool = False):
         super().__init__()
         self.per_pixel_matrix = per_pixel_matrix
-        self.project = nn.Conv2d(channels, 12 if per_pixel_matrix else 3, 3, 1, 1)  # [A − A₀ | b − b₀]
+        self.per_pixel_gain = per_pixel_gain
+        outputs = 12 if per_pixel_matrix else 4 if per_pixel_gain else 3
+        self.project = nn.Conv2d(channels, outputs, 3, 1, 1)  # [A − A₀ | b − b₀], [g | b − b₀] or [b − b₀]
         self.register_buffer("base", torch.eye(3, 4))  # [A₀ | b₀]
 
     def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        coefficients = self.project(features)  # (N, 12 or 3, H, W)
+        coefficients = self.project(features)  # (N, 12, 4 or 3, H, W)
         base = self.base.to(coefficients.dtype)
         matrix = base[:, :3, None, None]  # (3, 3, 1, 1)
         if self.per_pixel_matrix:
             matrix = matrix + coefficients[:, :9].unflatten(1, (3, 3))  # (N, 3, 3, H, W)
-        bias = base[:, 3, None, None] + coefficients[:, -3:]  # (N, 3, H, W)
         image = image.to(coefficients.dtype)
-        return (matrix * image.unsqueeze(1)).sum(dim=2) + bias  # Σ_j A_ij x_j + b_i: (N, 3, H, W)
+        transformed = (matrix * image.unsqueeze(1)).sum(dim=2) + base[:, 3, None, None]  # A·x + b₀: (N, 3, H, W)
+        if self.per_pixel_gain:
+            transformed = transformed * (1 + coefficients[:, :1])  # (1 + g)·(A₀·x + b₀)
+        return transformed + coefficients[:, -3:]  # (N, 3, H, W)
 
 
 class Decoder(nn.Module):
@@ -173,7 +177,8 @@ class Decoder(nn.Module):
     the query (AffineColorOutput) instead of the image."""
 
     def __init__(self, width: int, levels: int, latent_channels: int, *, skips: bool, noise: bool,
-                 convolutions: int = 1, affine_output: bool = False, per_pixel_matrix: bool = True):
+                 convolutions: int = 1, affine_output: bool = False, per_pixel_matrix: bool = True,
+                 per_pixel_gain: bool = False):
         super().__init__()
         channels = level_channels(width, levels)
         self.skips = skips
@@ -182,7 +187,7 @@ class Decoder(nn.Module):
             DecoderLevel(channels[level + 1], channels[level], skip=skips, noise=noise, convolutions=convolutions)
             for level in reversed(range(levels))
         )
-        self.to_image = (AffineColorOutput(channels[0], per_pixel_matrix) if affine_output
+        self.to_image = (AffineColorOutput(channels[0], per_pixel_matrix, per_pixel_gain) if affine_output
                          else nn.Conv2d(channels[0], 3, 3, 1, 1))
 
     def forward(self, latent: torch.Tensor, skips: list[torch.Tensor], query: torch.Tensor,
@@ -204,7 +209,7 @@ class VAE(nn.Module):
         self.decoder = Decoder(config.vae_width, levels, config.latent_channels,
                                skips=config.vae_skips, noise=config.decoder_noise,
                                convolutions=config.decoder_convolutions, affine_output=config.affine_output,
-                               per_pixel_matrix=config.per_pixel_matrix)
+                               per_pixel_matrix=config.per_pixel_matrix, per_pixel_gain=config.per_pixel_gain)
 
 
 # --- M_x: flow and colour from (x_i, x_j) ---------------------------------------------------------
