@@ -86,8 +86,8 @@ class FewShotConfig(TrainableConfig):
     detail is made, at full resolution."""
     affine_output: bool = False
     """The decoder's last layer predicts, instead of the image itself, a per-pixel correction (a
-    bias, and with `per_pixel_matrix` a 3×3 colour matrix) to one global colour transform of the
-    query x_j (`affine_start`). Ours, not the paper's (measured in docs/methods/fewshot.md)."""
+    bias, and a 3×3 colour matrix with `per_pixel_matrix` or a gain with `per_pixel_gain`) to one
+    global colour transform of the query x_j (`affine_start`). Ours, not the paper's (measured in docs/methods/fewshot.md)."""
     per_pixel_matrix: bool = True
     """With `affine_output`, predict the 3×3 colour matrix per pixel as well as the bias; off, the
     matrix is the global one of `affine_start` and only the bias varies (a residual output)."""

@@ -148,7 +148,8 @@ class AffineColorOutput(nn.Module):
     the identity, one that replaces it (a relief, a drawing) near a flat grey, and only what
     differs pixel by pixel is learned. Without a fit `base` is the identity. Without
     `per_pixel_matrix` A = A₀ everywhere and only b varies: a U-Net's residual output, around a
-    global colour transform instead of the identity."""
+    global colour transform instead of the identity; `per_pixel_gain` adds one channel g,
+    ŷ = (1 + g)·(A₀·x + b₀) + r, for what varies multiplicatively (a vignette, a flattened region)."""
 
     def __init__(self, channels: int, per_pixel_matrix: bool = True, per_pixel_gain: bool = False):
         super().__init__()
