@@ -87,13 +87,14 @@ class FewShotConfig(TrainableConfig):
     affine_output: bool = False
     """The decoder's last layer predicts, instead of the image itself, a per-pixel correction (a
     bias, and a 3×3 colour matrix with `per_pixel_matrix` or a gain with `per_pixel_gain`) to one
-    global colour transform of the query x_j (`affine_start`). Ours, not the paper's (measured in docs/methods/fewshot.md)."""
+    global colour transform of the query x_j (`affine_start`). Ours, not the paper's (measured in
+    docs/methods/fewshot.md)."""
     per_pixel_matrix: bool = True
     """With `affine_output`, predict the 3×3 colour matrix per pixel as well as the bias; off, the
     matrix is the global one of `affine_start` and only the bias varies (a residual output)."""
     per_pixel_gain: bool = False
-    """With `affine_output` and a global matrix, also predict a gain g per pixel: ŷ = (1 + g)·(A₀x + b₀)
-    + r. One channel that draws what varies multiplicatively over the frame (a vignette's
+    """With `affine_output` and a global matrix, also predict a gain g per pixel:
+    ŷ = (1 + g)·(A₀x + b₀) + r. One channel that draws what varies multiplicatively over the frame (a vignette's
     darkening, a flat region's lost texture at g = −1) without a per-pixel matrix."""
     affine_start: str = "fitted"
     """Where the affine output starts: "fitted", the least-squares global colour transform of the

@@ -160,7 +160,7 @@ class AffineColorOutput(nn.Module):
         self.register_buffer("base", torch.eye(3, 4))  # [A₀ | b₀]
 
     def forward(self, features: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        coefficients = self.project(features)  # (N, 12, 4 or 3, H, W)
+        coefficients = self.project(features)  # (N, 12 | 4 | 3, H, W)
         base = self.base.to(coefficients.dtype)
         matrix = base[:, :3, None, None]  # (3, 3, 1, 1)
         if self.per_pixel_matrix:
