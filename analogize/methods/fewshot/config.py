@@ -94,8 +94,9 @@ class FewShotConfig(TrainableConfig):
     matrix is the global one of `affine_start` and only the bias varies (a residual output)."""
     per_pixel_gain: bool = False
     """With `affine_output` and a global matrix, also predict a gain g per pixel:
-    ŷ = (1 + g)·(A₀x + b₀) + r. One channel that draws what varies multiplicatively over the frame (a vignette's
-    darkening, a flat region's lost texture at g = −1) without a per-pixel matrix."""
+    ŷ = (1 + g)·(A₀x + b₀) + r. One channel that draws what varies multiplicatively over the
+    frame (a vignette's darkening, a flat region's lost texture at g = −1) without a per-pixel
+    matrix."""
     affine_start: str = "fitted"
     """Where the affine output starts: "fitted", the least-squares global colour transform of the
     pairs (a relief starts from flat grey, a detail filter from the photo), or "identity", the
