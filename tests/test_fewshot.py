@@ -129,6 +129,22 @@ def test_a_per_pixel_gain_scales_the_global_transform_before_the_residual_is_add
 def test_a_per_pixel_gain_with_a_per_pixel_matrix_is_refused():
     with pytest.raises(AnalogizeError, match="per_pixel_gain needs per_pixel_matrix off"):
         FewShotConfig(affine_output=True, per_pixel_matrix=True, per_pixel_gain=True)
+    # Without the affine output neither is used, so turning it off in a preset with the gain is no clash.
+    assert FewShotConfig(affine_output=False, per_pixel_matrix=True, per_pixel_gain=True).per_pixel_gain
+
+
+@pytest.mark.parametrize("overrides, reads_deepest", [
+    (dict(latent_skip=True), True), (dict(latent_skip=False), False), (dict(latent_skip=True, vae_skips=False), False)])
+def test_a_latent_skip_lets_the_decoder_read_the_querys_deepest_features(overrides, reads_deepest):
+    torch.manual_seed(0)
+    decoder = FewShotModel(tiny_config(**overrides)).vae.decoder
+    query = torch.rand(2, 3, 32, 32) * 2 - 1
+    latent = torch.randn(2, 4, 8, 8)
+    skips = [torch.randn(2, 8, 32, 32), torch.randn(2, 16, 16, 16), torch.randn(2, 32, 8, 8)]  # finest first
+    changed = skips[:-1] + [torch.randn_like(skips[-1])]
+    with torch.no_grad():
+        differs = not torch.allclose(decoder(latent, skips, query), decoder(latent, changed, query))
+    assert differs == reads_deepest
 
 
 def test_the_fitted_colour_transform_recovers_an_affine_colour_map():

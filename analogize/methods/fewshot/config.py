@@ -81,6 +81,10 @@ class FewShotConfig(TrainableConfig):
     """Channels of the VAE latent."""
     vae_width: int = 64
     """VAE channels at full resolution; each halving of the size doubles them, up to 4×."""
+    latent_skip: bool = False
+    """With `vae_skips`, the decoder also takes the query's deepest encoder features beside the
+    latent, as a U-Net's bottleneck does: the latent's few channels carry the edit, these the
+    query's wide context (what an edge-aware smoothing or detail filter reads). Ours."""
     decoder_convolutions: int = 1
     """3×3 convolutions at each decoder level after the skip is merged: where a local filter's
     detail is made, at full resolution."""
@@ -204,7 +208,7 @@ class FewShotConfig(TrainableConfig):
             problems.append(f"tile_overlap {self.tile_overlap} must lie in [0, crop_size / 2]")
         if self.affine_start not in ("fitted", "identity"):
             problems.append(f"affine_start {self.affine_start!r} is neither 'fitted' nor 'identity'")
-        if self.per_pixel_gain and self.per_pixel_matrix:
+        if self.affine_output and self.per_pixel_gain and self.per_pixel_matrix:  # both are unused without it
             problems.append("per_pixel_gain needs per_pixel_matrix off (a per-pixel matrix already holds a gain)")
         if problems:
             raise AnalogizeError(f"fewshot: {'; '.join(problems)}; change the setting(s)")
