@@ -7,10 +7,16 @@ gets a core of its own:
 
 Rows are grouped by edit (means last) and every row gets its PSNR margin over the U-Net's, as in a
 single run. The runs must share their settings apart from the methods (same seed, shots, size).
+
+For a shots curve (`--shots 1,3,5,10,20`), `--by-shots psnr` (or any other column of the rows, e.g.
+`sharpness`) prints that one metric with a column per pair count instead:
+
+    .venv/bin/python benchmarks/merge_bench.py --by-shots psnr bench-shots-fewshot bench-shots-baselines
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,11 +29,12 @@ from analogize.report import markdown_table  # noqa: E402
 
 
 def main() -> None:
-    folders = [Path(argument) for argument in sys.argv[1:]]
-    if not folders:
-        sys.exit(__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="report folders of `analogize bench`")
+    parser.add_argument("--by-shots", metavar="METRIC", help="one metric (a BenchRow field) by pair count")
+    args = parser.parse_args()
     rows, labels, settings = [], [], []
-    for folder in folders:
+    for folder in args.folders:
         metrics = json.loads((folder / "metrics.json").read_text())
         settings.append({key: value for key, value in metrics["settings"].items() if key != "methods"})
         labels += metrics["settings"]["methods"]
@@ -37,7 +44,22 @@ def main() -> None:
     edits = settings[0]["edits"] + ["mean"]
     rows.sort(key=lambda row: (edits.index(row.edit), row.shots, labels.index(row.method)))
     add_baseline_margins(rows, labels)
-    print(markdown_table(TABLE_HEADER, [row.cells() for row in rows]))
+    if args.by_shots:
+        print(by_shots_table(rows, edits, labels, args.by_shots))
+    else:
+        print(markdown_table(TABLE_HEADER, [row.cells() for row in rows]))
+
+
+def by_shots_table(rows: list[BenchRow], edits: list[str], labels: list[str], metric: str) -> str:
+    """One row per (edit, method) and one column per pair count, each cell the row's `metric`."""
+    if metric not in BenchRow.__dataclass_fields__:
+        sys.exit(f"merge_bench.py: --by-shots {metric}: not a column; choose from "
+                 f"{', '.join(BenchRow.__dataclass_fields__)}")
+    shot_counts = sorted({row.shots for row in rows})
+    value = {(row.edit, row.method, row.shots): getattr(row, metric) for row in rows}
+    table = [[edit, label, *(value.get((edit, label, shots), "") for shots in shot_counts)]
+             for edit in edits for label in labels if (edit, label, shot_counts[-1]) in value]
+    return markdown_table(["edit", "method", *(f"{metric} at {shots}" for shots in shot_counts)], table)
 
 
 if __name__ == "__main__":
