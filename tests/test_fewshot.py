@@ -133,20 +133,6 @@ def test_a_per_pixel_gain_with_a_per_pixel_matrix_is_refused():
     assert FewShotConfig(affine_output=False, per_pixel_matrix=True, per_pixel_gain=True).per_pixel_gain
 
 
-@pytest.mark.parametrize("overrides, reads_deepest", [
-    (dict(latent_skip=True), True), (dict(latent_skip=False), False), (dict(latent_skip=True, vae_skips=False), False)])
-def test_a_latent_skip_lets_the_decoder_read_the_querys_deepest_features(overrides, reads_deepest):
-    torch.manual_seed(0)
-    decoder = FewShotModel(tiny_config(**overrides)).vae.decoder
-    query = torch.rand(2, 3, 32, 32) * 2 - 1
-    latent = torch.randn(2, 4, 8, 8)
-    skips = [torch.randn(2, 8, 32, 32), torch.randn(2, 16, 16, 16), torch.randn(2, 32, 8, 8)]  # finest first
-    changed = skips[:-1] + [torch.randn_like(skips[-1])]
-    with torch.no_grad():
-        differs = not torch.allclose(decoder(latent, skips, query), decoder(latent, changed, query))
-    assert differs == reads_deepest
-
-
 def test_the_fitted_colour_transform_recovers_an_affine_colour_map():
     before = np.random.default_rng(0).uniform(-1, 1, size=(500, 3)).astype(np.float32)
     matrix = np.array([[0.5, 0.2, 0.0], [0.0, -1.0, 0.3], [0.1, 0.1, 0.1]], dtype=np.float32)

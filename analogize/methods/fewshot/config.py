@@ -81,10 +81,6 @@ class FewShotConfig(TrainableConfig):
     """Channels of the VAE latent."""
     vae_width: int = 64
     """VAE channels at full resolution; each halving of the size doubles them, up to 4×."""
-    latent_skip: bool = False
-    """With `vae_skips`, the decoder also takes the query's deepest encoder features beside the
-    latent, as a U-Net's bottleneck does: the latent's few channels carry the edit, these the
-    query's wide context (what an edge-aware smoothing or detail filter reads). Ours."""
     decoder_convolutions: int = 1
     """3×3 convolutions at each decoder level after the skip is merged: where a local filter's
     detail is made, at full resolution."""

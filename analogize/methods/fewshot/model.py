@@ -84,9 +84,8 @@ class ConvLayer(nn.Module):
 
 class Encoder(nn.Module):
     """(N, 3, H, W) -> latent mean (scaled to unit root-mean-square per image) and log-variance
-    (N, c, H/d, W/d), and the features at every level for the decoder's skips, finest first:
-    [(N, C_0, H, W), (N, C_1, H/2, W/2), ..., (N, C_L, H/d, W/d)]; the last is the one the latent
-    is read from."""
+    (N, c, H/d, W/d), and the features at each finer level for the decoder's skips:
+    [(N, C_0, H, W), (N, C_1, H/2, W/2), ...]."""
 
     def __init__(self, width: int, levels: int, latent_channels: int, position_channels: int = 0):
         super().__init__()
@@ -108,7 +107,7 @@ class Encoder(nn.Module):
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(skips[-1]))  # each halves H and W
-        mean, log_variance = self.to_moments(skips[-1]).chunk(2, dim=1)  # the deepest level gives the latent
+        mean, log_variance = self.to_moments(skips.pop()).chunk(2, dim=1)  # the deepest is the latent
         # Unit root-mean-square per image: without a KL pull nothing else bounds the latent's scale,
         # and it grew until M_y's latent loss (0.14 -> 2e8 on `stylize` in 650 steps) swamped
         # every other term. One scalar per image is all this discards.
@@ -180,13 +179,11 @@ class Decoder(nn.Module):
 
     def __init__(self, width: int, levels: int, latent_channels: int, *, skips: bool, noise: bool,
                  convolutions: int = 1, affine_output: bool = False, per_pixel_matrix: bool = True,
-                 per_pixel_gain: bool = False, latent_skip: bool = False):
+                 per_pixel_gain: bool = False):
         super().__init__()
         channels = level_channels(width, levels)
         self.skips = skips
-        self.latent_skip = latent_skip and skips  # the paper's "without skips" ablation drops this one too
-        self.from_latent = ConvLayer(latent_channels + (channels[-1] if self.latent_skip else 0), channels[-1],
-                                     noise=noise)
+        self.from_latent = ConvLayer(latent_channels, channels[-1], noise=noise)
         self.up = nn.ModuleList(
             DecoderLevel(channels[level + 1], channels[level], skip=skips, noise=noise, convolutions=convolutions)
             for level in reversed(range(levels))
@@ -196,8 +193,6 @@ class Decoder(nn.Module):
 
     def forward(self, latent: torch.Tensor, skips: list[torch.Tensor], query: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.latent_skip:
-            latent = torch.cat([latent, skips[-1].to(latent.dtype)], dim=1)  # (N, c + C_L, H/d, W/d)
         x = self.from_latent(latent, generator)
         for level, block in zip(reversed(range(len(self.up))), self.up):
             x = block(x, skips[level] if self.skips else None, generator)
@@ -215,8 +210,7 @@ class VAE(nn.Module):
         self.decoder = Decoder(config.vae_width, levels, config.latent_channels,
                                skips=config.vae_skips, noise=config.decoder_noise,
                                convolutions=config.decoder_convolutions, affine_output=config.affine_output,
-                               per_pixel_matrix=config.per_pixel_matrix, per_pixel_gain=config.per_pixel_gain,
-                               latent_skip=config.latent_skip)
+                               per_pixel_matrix=config.per_pixel_matrix, per_pixel_gain=config.per_pixel_gain)
 
 
 # --- M_x: flow and colour from (x_i, x_j) ---------------------------------------------------------
