@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +134,21 @@ def test_a_contact_sheet_wraps_a_long_column_title_within_its_column():
     short = contact_sheet(["a", "b"], [SheetRow("row", [grey, grey])], tile=64)
     wrapped = contact_sheet(["a", label], [SheetRow("row", [grey, grey])], tile=64)
     assert wrapped.shape[0] == short.shape[0] + 18 * (len(lines) - 1)  # taller by the extra title lines
+
+
+def test_merged_runs_give_a_shots_curve_with_a_column_per_pair_count(tmp_path):
+    settings = {"edits": ["blur"], "shots": [1, 5], "size": 32, "seed": 0}
+    for folder, method, scores in (("a", "fewshot", (20.0, 25.0)), ("b", "unet", (18.0, 26.5))):
+        rows = [dict(edit=edit, kind="local" if edit == "blur" else "", shots=shots, method=method, psnr=psnr,
+                     ssim=0.5, ms_ssim=0.5, sharpness=1.0, diou=0.5, learn_seconds=1.0, apply_seconds=0.1)
+                for edit in ("blur", "mean") for shots, psnr in zip((1, 5), scores)]
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "metrics.json").write_text(
+            json.dumps({"settings": {**settings, "methods": [method]}, "rows": rows}))
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "merge_bench.py"
+    for metric, expected in (("psnr", "| blur | fewshot | 20.00 | 25.00 |"),
+                             ("psnr_over_baseline", "| blur | fewshot | 2.000 | -1.500 |")):
+        printed = subprocess.run([sys.executable, str(script), "--by-shots", metric, str(tmp_path / "a"),
+                                  str(tmp_path / "b")], capture_output=True, text=True, check=True).stdout
+        assert printed.splitlines()[0] == f"| edit | method | {metric} at 1 | {metric} at 5 |"
+        assert expected in printed and "| mean | unet |" in printed
