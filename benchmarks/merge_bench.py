@@ -58,7 +58,7 @@ def by_shots_table(rows: list[BenchRow], edits: list[str], labels: list[str], me
     shot_counts = sorted({row.shots for row in rows})
     value = {(row.edit, row.method, row.shots): getattr(row, metric) for row in rows}
     table = [[edit, label, *(value.get((edit, label, shots), "") for shots in shot_counts)]
-             for edit in edits for label in labels if (edit, label, shot_counts[-1]) in value]
+             for edit in edits for label in labels if any((edit, label, shots) in value for shots in shot_counts)]
     return markdown_table(["edit", "method", *(f"{metric} at {shots}" for shots in shot_counts)], table)
 
 
