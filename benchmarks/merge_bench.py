@@ -31,7 +31,8 @@ from analogize.report import markdown_table  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="report folders of `analogize bench`")
-    parser.add_argument("--by-shots", metavar="METRIC", help="one metric (a BenchRow field) by pair count")
+    parser.add_argument("--by-shots", metavar="METRIC", choices=list(BenchRow.__dataclass_fields__),
+                        help="one column of the rows (psnr, sharpness, ...) by pair count")
     args = parser.parse_args()
     rows, labels, settings = [], [], []
     for folder in args.folders:
@@ -52,9 +53,6 @@ def main() -> None:
 
 def by_shots_table(rows: list[BenchRow], edits: list[str], labels: list[str], metric: str) -> str:
     """One row per (edit, method) and one column per pair count, each cell the row's `metric`."""
-    if metric not in BenchRow.__dataclass_fields__:
-        sys.exit(f"merge_bench.py: --by-shots {metric}: not a column; choose from "
-                 f"{', '.join(BenchRow.__dataclass_fields__)}")
     shot_counts = sorted({row.shots for row in rows})
     value = {(row.edit, row.method, row.shots): getattr(row, metric) for row in rows}
     table = [[edit, label, *(value.get((edit, label, shots), "") for shots in shot_counts)]

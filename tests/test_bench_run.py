@@ -152,3 +152,6 @@ def test_merged_runs_give_a_shots_curve_with_a_column_per_pair_count(tmp_path):
                                   str(tmp_path / "b")], capture_output=True, text=True, check=True).stdout
         assert printed.splitlines()[0] == f"| edit | method | {metric} at 1 | {metric} at 5 |"
         assert expected in printed and "| mean | unet |" in printed
+    refused = subprocess.run([sys.executable, str(script), "--by-shots", "speed", str(tmp_path / "a")],
+                             capture_output=True, text=True)
+    assert refused.returncode != 0 and "invalid choice: 'speed'" in refused.stderr
