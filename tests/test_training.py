@@ -15,7 +15,6 @@ from accelerate.utils import DistributedType
 from torch import nn
 
 from analogize.errors import AnalogizeError
-from analogize.methods import get_method
 from analogize.training import LoopSettings, check_data_parallel, run_training
 
 TRUE_WEIGHT = torch.tensor([[1.0, -2.0, 0.5, 3.0], [0.0, 1.0, -1.0, 2.0]])
@@ -205,11 +204,6 @@ def test_a_cosine_schedule_warms_up_then_falls_toward_zero_and_the_log_shows_it(
     assert rates[6] == pytest.approx(0.025)  # step 7, half way down
     assert rates[-1] == pytest.approx(0.05 * (1 + np.cos(np.pi * 7 / 8)) / 2)
     assert all(later < earlier for earlier, later in zip(rates[2:], rates[3:]))
-
-
-def test_a_method_asked_for_fewer_steps_than_its_warm_up_warms_up_over_all_of_them():
-    config = get_method("unet").make_config("tiny", steps=10, learning_rate_schedule="cosine", warmup_steps=50)
-    assert config.loop_settings(ema_module="unet", progress=False).warmup_steps == 10
 
 
 def test_losses_can_go_to_tensorboard_or_nowhere(tmp_path):

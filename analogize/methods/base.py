@@ -61,8 +61,7 @@ class TrainableConfig(MethodConfig):
     learning_rate_schedule: str = "constant"
     """"constant", or "cosine": a half cosine from the learning rate down to zero at the last step."""
     warmup_steps: int = 0
-    """Steps over which the learning rate first ramps up linearly from zero; a run of fewer
-    steps (a quick `--steps 20`) warms up over all of them."""
+    """Steps over which the learning rate first ramps up linearly from zero."""
     log_with: str = "csv"
     """The run folder's training log (loss, learning rate, samples/s per step): "csv" (losses.csv),
     "tensorboard" (tensorboard/; needs the tensorboard package) or "none"."""
@@ -90,7 +89,7 @@ class TrainableConfig(MethodConfig):
             mixed_precision=self.mixed_precision,
             gradient_accumulation_steps=self.gradient_accumulation_steps,
             learning_rate_schedule=self.learning_rate_schedule,
-            warmup_steps=min(self.warmup_steps, self.steps),
+            warmup_steps=self.warmup_steps,
             log_with=self.log_with,
             progress=progress,
         )
