@@ -14,7 +14,6 @@ DEFAULT_MAX_PIXELS = 64_000_000
 
 MIXED_PRECISION_MODES = ("no", "bf16", "fp16")
 LOG_DESTINATIONS = ("csv", "tensorboard", "none")
-LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 
 # `apply --format` name -> the suffix its results are written with (images.py writes them).
 OUTPUT_FORMATS = {"png": ".png", "tiff": ".tif", "jpg": ".jpg", "webp": ".webp"}

@@ -10,8 +10,6 @@ docs/scale-out.md):
 - data: batch b of step s is drawn from `np.random.default_rng([seed, s, process_index, b])`, a pure
   function of the step, so a resumed run sees exactly the batches an uninterrupted run would;
   each process draws its own batches and accelerate averages their gradients;
-- learning rate: each optimizer's own rate, constant or on a cosine schedule with a linear
-  warm-up (`learning_rate_schedule`, `warmup_steps`), set before each step from the step alone;
 - gradient accumulation: each step sums the gradients of `gradient_accumulation_steps` batches
   (accelerate's `accumulate`: no gradient sync between processes until the last one) and updates once;
 - checkpoints: `run_dir/checkpoints/step-000123/` holds accelerate's `save_state` (the weights
@@ -46,7 +44,6 @@ import importlib.util
 import io
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -67,7 +64,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .atomic import DISK_FULL_ERRORS, disk_full_as_error, write_text_atomic
-from .constants import LEARNING_RATE_SCHEDULES, LOG_DESTINATIONS, MIXED_PRECISION_MODES
+from .constants import LOG_DESTINATIONS, MIXED_PRECISION_MODES
 from .distributed import process_state
 from .errors import AnalogizeError, DiskFullError
 
@@ -101,11 +98,6 @@ class LoopSettings:
     """"no", "bf16" or "fp16" (fp16 needs a GPU); handled by accelerate's autocast and scaler."""
     gradient_accumulation_steps: int = 1
     """Batches per step whose gradients are summed into one update."""
-    learning_rate_schedule: str = "constant"
-    """"constant" (each optimizer's own learning rate throughout) or "cosine" (a half cosine from
-    it down to zero at the last step)."""
-    warmup_steps: int = 0
-    """Steps over which the learning rate ramps up linearly from zero before the schedule starts."""
     log_with: str = "csv"
     """"csv" (run_dir/losses.csv), "tensorboard" (run_dir/tensorboard/) or "none"."""
     progress: bool = True
@@ -133,11 +125,6 @@ class LoopSettings:
             raise AnalogizeError(
                 f"gradient_accumulation_steps is {self.gradient_accumulation_steps}; give 1 (no accumulation) or more"
             )
-        if self.learning_rate_schedule not in LEARNING_RATE_SCHEDULES:
-            raise AnalogizeError(f"learning_rate_schedule {self.learning_rate_schedule!r} is unknown; "
-                                 f"choose one of {', '.join(LEARNING_RATE_SCHEDULES)}")
-        if not 0 <= self.warmup_steps <= self.steps:
-            raise AnalogizeError(f"warmup_steps is {self.warmup_steps}; give 0 to {self.steps} (the step count)")
         if self.log_with not in LOG_DESTINATIONS:
             raise AnalogizeError(f"log_with {self.log_with!r} is unknown; choose one of {', '.join(LOG_DESTINATIONS)}")
         if self.log_with == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
@@ -230,9 +217,6 @@ def run_training(
         for name in settings.ema_modules
     }
     plain_optimizers = dict(task.optimizers)
-    # Read before a resume loads the optimizers' state, which holds the rate of the step it was saved at.
-    base_learning_rates = {name: [group["lr"] for group in optimizer.param_groups]
-                           for name, optimizer in plain_optimizers.items()}
     prepare_for_training(accelerator, task)
     start = load_checkpoint(accelerator, resume_from, ema) if resume_from is not None else 0
 
@@ -248,7 +232,6 @@ def run_training(
     try:
         for step in range(start + 1, settings.steps + 1):
             started = time.perf_counter()
-            set_learning_rates(task.optimizers, base_learning_rates, learning_rate_factor(step, settings))
             batch_losses, samples = [], 0
             for index in range(settings.gradient_accumulation_steps):
                 rng = np.random.default_rng([settings.seed, step, accelerator.process_index, index])
@@ -357,26 +340,6 @@ def check_data_parallel(accelerator: Accelerator) -> None:
             "support (every network fits on one device); launch with plain data parallelism "
             "(accelerate launch --multi_gpu, or torchrun) instead"
         )
-
-
-def learning_rate_factor(step: int, settings: LoopSettings) -> float:
-    """The share of its own learning rate each optimizer uses at `step` (1-based). A pure function
-    of the step, like the batches, so a resumed run follows the schedule an uninterrupted one does
-    (with the same step count: asking for more steps on resume stretches what is left of it)."""
-    if step <= settings.warmup_steps:
-        return step / settings.warmup_steps
-    if settings.learning_rate_schedule == "constant":
-        return 1.0
-    progress = (step - 1 - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)  # [0, 1)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], base_learning_rates: dict[str, list[float]],
-                       factor: float) -> None:
-    """Set every parameter group's learning rate to its base rate times `factor`."""
-    for name, optimizer in optimizers.items():
-        for group, base in zip(optimizer.param_groups, base_learning_rates[name]):
-            group["lr"] = base * factor
 
 
 def learning_rates(optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:

@@ -130,20 +130,6 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
     assert_same_weights(weights(rest.ema["model"]), weights(whole.ema["model"]))
 
 
-def test_a_run_interrupted_mid_schedule_resumes_on_the_schedule(tmp_path):
-    # The saved optimizer state holds the learning rate of its last step; the schedule must win over it.
-    cosine = {"learning_rate_schedule": "cosine", "warmup_steps": 3, "checkpoint_every": 5}
-    uninterrupted = LinearRegressionTask()
-    whole = run_training(uninterrupted, settings(12, **cosine))
-    run_training(LinearRegressionTask(), settings(12, **cosine), run_dir=tmp_path)
-    for later in ("step-000010", "step-000012"):  # as if it had been killed after step 5's checkpoint
-        shutil.rmtree(tmp_path / "checkpoints" / later)
-    resumed = LinearRegressionTask()
-    rest = run_training(resumed, settings(12, **cosine), run_dir=tmp_path, resume=True)
-    assert [row["mse"] for row in rest.losses] == [row["mse"] for row in whole.losses[5:]]
-    assert_same_weights(weights(resumed.modules["model"]), weights(uninterrupted.modules["model"]))
-
-
 def test_resume_without_a_checkpoint_starts_from_step_zero_and_says_so(tmp_path, caplog):
     fresh = LinearRegressionTask()
     run_training(fresh, settings(4))
@@ -193,17 +179,6 @@ def test_losses_are_logged_to_csv(tmp_path):
     assert [float(row["mse"]) for row in rows] == pytest.approx([row["mse"] for row in result.losses])
     assert all(float(row["lr"]) == 0.05 for row in rows)
     assert all(float(row["samples_per_second"]) > 0 and float(row["seconds"]) >= 0 for row in rows)
-
-
-def test_a_cosine_schedule_warms_up_then_falls_toward_zero_and_the_log_shows_it(tmp_path):
-    run_training(LinearRegressionTask(), settings(10, learning_rate_schedule="cosine", warmup_steps=2), run_dir=tmp_path)
-    with (tmp_path / "losses.csv").open(newline="") as file:
-        rates = [float(row["lr"]) for row in csv.DictReader(file)]
-    # Steps 1-2 ramp up to the optimizer's 0.05; steps 3-10 follow 0.05·(1 + cos(π·(step − 3)/8))/2.
-    assert rates[:3] == pytest.approx([0.025, 0.05, 0.05])
-    assert rates[6] == pytest.approx(0.025)  # step 7, half way down
-    assert rates[-1] == pytest.approx(0.05 * (1 + np.cos(np.pi * 7 / 8)) / 2)
-    assert all(later < earlier for earlier, later in zip(rates[2:], rates[3:]))
 
 
 def test_losses_can_go_to_tensorboard_or_nowhere(tmp_path):
@@ -300,10 +275,6 @@ def test_settings_are_checked():
         LoopSettings(steps=5, mixed_precision="fp8")
     with pytest.raises(AnalogizeError, match="gradient_accumulation_steps"):
         LoopSettings(steps=5, gradient_accumulation_steps=0)
-    with pytest.raises(AnalogizeError, match="learning_rate_schedule 'linear' is unknown"):
-        LoopSettings(steps=5, learning_rate_schedule="linear")
-    with pytest.raises(AnalogizeError, match="warmup_steps is 6; give 0 to 5"):
-        LoopSettings(steps=5, warmup_steps=6)
     with pytest.raises(AnalogizeError, match="log_with 'wandb' is unknown"):
         LoopSettings(steps=5, log_with="wandb")
     with pytest.raises(AnalogizeError, match="run_dir"):

@@ -58,10 +58,6 @@ class TrainableConfig(MethodConfig):
     gradient_accumulation_steps: int = 1
     """Batches whose gradients are summed into each update, so the batch an update sees is
     batch_size × gradient_accumulation_steps × the number of processes."""
-    learning_rate_schedule: str = "constant"
-    """"constant", or "cosine": a half cosine from the learning rate down to zero at the last step."""
-    warmup_steps: int = 0
-    """Steps over which the learning rate first ramps up linearly from zero."""
     log_with: str = "csv"
     """The run folder's training log (loss, learning rate, samples/s per step): "csv" (losses.csv),
     "tensorboard" (tensorboard/; needs the tensorboard package) or "none"."""
@@ -88,8 +84,6 @@ class TrainableConfig(MethodConfig):
             ema_modules=(ema_module,) if self.ema_decay is not None else (),
             mixed_precision=self.mixed_precision,
             gradient_accumulation_steps=self.gradient_accumulation_steps,
-            learning_rate_schedule=self.learning_rate_schedule,
-            warmup_steps=self.warmup_steps,
             log_with=self.log_with,
             progress=progress,
         )
